@@ -1,0 +1,68 @@
+# Cruddur: `make run` starts the stack on embedded defaults; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+BACKEND := backend-flask
+FRONTEND := frontend-react-js
+VENV := $(BACKEND)/.venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+NODE_STAMP := $(FRONTEND)/node_modules/.installed
+
+.PHONY: setup setup-backend setup-frontend setup-browser run test test-backend test-frontend test-e2e \
+	lint format bench bench-smoke soak lock clean
+
+setup: setup-backend setup-frontend
+
+setup-backend: $(VENV_STAMP)
+$(VENV_STAMP): $(BACKEND)/requirements.txt $(BACKEND)/requirements-dev.txt
+	@echo "==> backend: creating $(VENV) from pinned requirements"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r $(BACKEND)/requirements-dev.txt
+	touch $@
+
+setup-frontend: $(NODE_STAMP)
+$(NODE_STAMP): $(FRONTEND)/package-lock.json
+	@echo "==> frontend: npm ci from the lock file"
+	cd $(FRONTEND) && npm ci --no-audit --no-fund
+	touch $@
+
+# Debian's Chromium for the browser tests (never a downloaded browser build).
+setup-browser:
+	@bin/install-chromium
+
+run: setup
+	@bin/run
+
+test: setup setup-browser
+	@bin/test-all
+
+test-backend: setup-backend
+	cd $(BACKEND) && .venv/bin/pytest
+
+test-frontend: setup-frontend
+	cd $(FRONTEND) && npm test
+
+test-e2e: setup setup-browser
+	cd $(FRONTEND) && npm run e2e
+
+lint: setup-backend
+	cd $(BACKEND) && .venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+format: setup-backend
+	cd $(BACKEND) && .venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+bench: setup-backend
+	cd $(BACKEND) && .venv/bin/python -m bench $(BENCH_ARGS)
+
+bench-smoke: setup-backend
+	cd $(BACKEND) && .venv/bin/python -m bench --smoke
+
+soak: setup-backend
+	cd $(BACKEND) && .venv/bin/python -m tests.faults.soak $(SOAK_ARGS)
+
+# Re-pin the backend's dependencies from requirements*.in in clean virtual environments.
+lock:
+	bin/lock-requirements
+
+clean:
+	rm -rf $(VENV) $(FRONTEND)/node_modules $(FRONTEND)/dist test-output bench-output soak-output

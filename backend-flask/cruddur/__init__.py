@@ -1,0 +1,47 @@
+"""Cruddur: the Flask API. `create_app()` is the only place that wires things."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from flask_cors import CORS
+
+from . import errors, logs, store
+from .config import Config
+from .routes import activities, health, messages, rollbar_test
+
+log = logging.getLogger(__name__)
+
+CORS_ALLOW_HEADERS = ["content-type", "traceparent", "tracestate", "x-amzn-trace-id"]
+CORS_EXPOSE_HEADERS = ["traceresponse", "x-amzn-trace-id"]
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the app from `config` (default: the environment)."""
+    config = config or Config.from_env()
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=config.max_content_length, JSON_SORT_KEYS=False)
+    app.json.sort_keys = False
+    app.json.ensure_ascii = False
+    app.extensions["cruddur.config"] = config
+    app.extensions["cruddur.integrations"] = {}
+
+    logs.init_app(app)
+    errors.init_app(app)
+    store.init_app(app, config.database_path, config.user_handle)
+    CORS(
+        app,
+        resources={r"/api/*": {"origins": [config.frontend_url, config.backend_url]}},
+        allow_headers=CORS_ALLOW_HEADERS,
+        expose_headers=CORS_EXPOSE_HEADERS,
+        max_age=600,
+    )
+    for blueprint in (activities.bp, messages.bp, health.bp, rollbar_test.bp):
+        app.register_blueprint(blueprint)
+
+    from .telemetry import tracing
+
+    tracing.init_app(app)
+    log.info("cruddur started", extra={"env": config.env, "version": config.code_version})
+    return app

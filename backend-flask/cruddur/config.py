@@ -1,0 +1,164 @@
+"""Configuration: the one place that reads the environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+BACKEND_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = BACKEND_DIR.parent
+
+# Every variable the app itself reads (the SDKs also read their standard OTEL_* and AWS_* variables).
+ENV_VARS = (
+    "CRUDDUR_ENV",
+    "DATABASE_URL",
+    "CRUDDUR_USER_HANDLE",
+    "FRONTEND_URL",
+    "BACKEND_URL",
+    "OTEL_SERVICE_NAME",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_TRACES_EXPORTER",
+    "HONEYCOMB_API_KEY",
+    "HONEYCOMB_TEAM",
+    "HONEYCOMB_ENVIRONMENT",
+    "AWS_XRAY_DAEMON_ADDRESS",
+    "AWS_XRAY_URL",
+    "CLOUDWATCH_LOG_GROUP",
+    "ROLLBAR_ACCESS_TOKEN",
+    "ROLLBAR_ENDPOINT",
+    "ROLLBAR_ENVIRONMENT",
+    "CRUDDUR_CODE_VERSION",
+)
+
+ENVIRONMENTS = ("development", "test", "production")
+HONEYCOMB_ENDPOINT = "https://api.honeycomb.io"
+
+
+def _code_version() -> str:
+    """The git commit the code runs from, or the package version when there is no checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=BACKEND_DIR,
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "0.1.0"
+    return out.stdout.strip() or "0.1.0"
+
+
+def _parse_headers(raw: str) -> dict[str, str]:
+    """Parse the OTLP header list format `k1=v1,k2=v2` (values may be percent-encoded)."""
+    from urllib.parse import unquote
+
+    headers = {}
+    for item in raw.split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            headers[key.strip().lower()] = unquote(value.strip())
+    return headers
+
+
+@dataclass
+class Config:
+    """Settings of one app instance; `Config.from_env()` reads them, tests pass their own."""
+
+    env: str = "development"
+    database_url: str = ""
+    user_handle: str = "andrewbrown"
+    frontend_url: str = "http://localhost:3000"
+    backend_url: str = "http://localhost:4567"
+    code_version: str = "0.1.0"
+    max_content_length: int = 1024 * 1024
+
+    # OpenTelemetry
+    service_name: str = "backend-flask"
+    otlp_endpoint: str = ""  # base URL; traces go to <base>/v1/traces
+    otlp_traces_endpoint: str = ""  # full URL, wins over otlp_endpoint
+    otlp_headers: dict[str, str] = field(default_factory=dict)
+    traces_exporter: str = ""  # "console" prints spans instead
+    honeycomb_team: str = ""
+    honeycomb_environment: str = ""
+
+    # X-Ray
+    xray_daemon_address: str = ""
+    xray_url: str = ""
+
+    # CloudWatch Logs
+    cloudwatch_log_group: str = ""
+
+    # Rollbar
+    rollbar_access_token: str = ""
+    rollbar_endpoint: str = ""
+    rollbar_environment: str = ""
+
+    @classmethod
+    def from_env(cls, environ=None) -> Config:
+        """Build the configuration from environment variables, with the contract's defaults."""
+        e = os.environ if environ is None else environ
+
+        def get(name: str, default: str = "") -> str:
+            assert name in ENV_VARS, name
+            return (e.get(name) or default).strip()
+
+        env = get("CRUDDUR_ENV", "development")
+        if env not in ENVIRONMENTS:
+            raise ValueError(f"CRUDDUR_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+        headers = _parse_headers(get("OTEL_EXPORTER_OTLP_HEADERS"))
+        endpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        honeycomb_key = get("HONEYCOMB_API_KEY")
+        if honeycomb_key:
+            endpoint = endpoint or HONEYCOMB_ENDPOINT
+            headers.setdefault("x-honeycomb-team", honeycomb_key)
+        return cls(
+            env=env,
+            database_url=get("DATABASE_URL"),
+            user_handle=get("CRUDDUR_USER_HANDLE", "andrewbrown"),
+            frontend_url=get("FRONTEND_URL", "http://localhost:3000").rstrip("/"),
+            backend_url=get("BACKEND_URL", "http://localhost:4567").rstrip("/"),
+            code_version=get("CRUDDUR_CODE_VERSION") or _code_version(),
+            service_name=get("OTEL_SERVICE_NAME", "backend-flask"),
+            otlp_endpoint=endpoint.rstrip("/"),
+            otlp_traces_endpoint=get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            otlp_headers=headers,
+            traces_exporter=get("OTEL_TRACES_EXPORTER").lower(),
+            honeycomb_team=get("HONEYCOMB_TEAM"),
+            honeycomb_environment=get("HONEYCOMB_ENVIRONMENT"),
+            xray_daemon_address=get("AWS_XRAY_DAEMON_ADDRESS"),
+            xray_url=get("AWS_XRAY_URL"),
+            cloudwatch_log_group=get("CLOUDWATCH_LOG_GROUP"),
+            rollbar_access_token=get("ROLLBAR_ACCESS_TOKEN"),
+            rollbar_endpoint=get("ROLLBAR_ENDPOINT"),
+            rollbar_environment=get("ROLLBAR_ENVIRONMENT") or env,
+        )
+
+    @property
+    def traces_url(self) -> str:
+        """Where OTLP/HTTP trace export goes, or "" when export is off."""
+        if self.otlp_traces_endpoint:
+            return self.otlp_traces_endpoint
+        return f"{self.otlp_endpoint}/v1/traces" if self.otlp_endpoint else ""
+
+    @property
+    def database_path(self) -> str:
+        """The SQLite file named by DATABASE_URL (or the default under instance/)."""
+        url = self.database_url
+        if not url:
+            return str(BACKEND_DIR / "instance" / f"cruddur-{self.env}.db")
+        prefix = "sqlite:///"
+        if not url.startswith(prefix):
+            raise ValueError("DATABASE_URL must be sqlite:///path (PostgreSQL is not supported yet)")
+        return url[len(prefix) :]
+
+    def replace(self, **changes) -> Config:
+        """A copy with some settings changed."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Config(**values)

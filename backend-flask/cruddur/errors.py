@@ -1,0 +1,77 @@
+"""Errors: every error response is JSON, built here."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Request, jsonify
+from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError, UnsupportedMediaType
+
+log = logging.getLogger(__name__)
+
+
+class ValidationFailed(HTTPException):
+    """422 with every applicable error code."""
+
+    code = 422
+    description = "The request could not be processed."
+
+    def __init__(self, codes: list[str]):
+        super().__init__()
+        self.codes = list(codes)
+
+
+class BadBody(HTTPException):
+    """400 for a body that is JSON but not the shape the endpoint takes."""
+
+    code = 400
+
+    def __init__(self, description: str, codes: list[str] | None = None):
+        super().__init__(description)
+        self.codes = codes or ["invalid_body"]
+
+
+class ApiRequest(Request):
+    """A request whose JSON failures say what was wrong."""
+
+    def on_json_loading_failed(self, e: ValueError | None):
+        """415 for a body that is not JSON by content type, 400 for JSON that does not parse."""
+        if e is None:
+            raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
+        bad = BadRequest("The body is not valid JSON.")
+        bad.codes = ["malformed_json"]
+        raise bad from e
+
+
+def error_code(exc: HTTPException) -> str:
+    """A stable snake_case code for an HTTP error, e.g. `not_found`."""
+    return (exc.name or "error").lower().replace(" ", "_").replace("'", "")
+
+
+def error_response(status: int, codes: list[str], message: str):
+    """The one JSON error shape: {"errors": [...], "message": "..."}."""
+    response = jsonify({"errors": codes, "message": message})
+    response.status_code = status
+    return response
+
+
+def handle_http_exception(exc: HTTPException):
+    """Turn any HTTP error into JSON, keeping its headers (Allow on 405, Retry-After on 429)."""
+    codes = getattr(exc, "codes", None) or [error_code(exc)]
+    response = error_response(exc.code or 500, codes, exc.description or "")
+    for key, value in exc.get_headers():
+        if key.lower() != "content-type":
+            response.headers[key] = value
+    return response
+
+
+def handle_internal_error(exc: InternalServerError):
+    """500 without a stack trace. Flask has already logged it and sent got_request_exception."""
+    return error_response(500, ["internal_server_error"], "Something went wrong on our side.")
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers. Never for bare Exception: that would silence got_request_exception."""
+    app.request_class = ApiRequest
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(InternalServerError, handle_internal_error)

@@ -1,0 +1,95 @@
+"""Structured logging: one JSON object per line, with the request's trace ids."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+from flask import Flask, g, request
+
+ACCESS_LOGGER = "cruddur.access"
+
+# Attributes every LogRecord has; anything else passed with `extra=` goes into the JSON line.
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON line: level, message, logger, trace ids and extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render the record."""
+        line = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "message": record.getMessage(),
+            "logger": record.name,
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and not key.startswith("_"):
+                line[key] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+class TraceContextFilter(logging.Filter):
+    """Adds trace_id, span_id and xray_trace_id of the current span to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Annotate the record; never drop it."""
+        if not hasattr(record, "trace_id"):
+            from .telemetry.context import current_ids
+
+            record.trace_id, record.span_id, record.xray_trace_id = current_ids()
+        return True
+
+
+def configure(level: int = logging.INFO) -> logging.Handler:
+    """Send the root logger to stdout as JSON lines (once per process)."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if getattr(handler, "_cruddur", False):
+            return handler
+    handler = logging.StreamHandler(sys.stdout)
+    handler._cruddur = True
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(TraceContextFilter())
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler
+
+
+def _start_timer() -> None:
+    g.cruddur_started = time.perf_counter()
+
+
+def _access_log(response):
+    started = g.get("cruddur_started")
+    duration_ms = round((time.perf_counter() - started) * 1000, 3) if started else None
+    status = response.status_code
+    level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
+    logging.getLogger(ACCESS_LOGGER).log(
+        level,
+        "%s %s %s",
+        request.method,
+        request.full_path if request.query_string else request.path,
+        status,
+        extra={
+            "method": request.method,
+            "path": request.full_path if request.query_string else request.path,
+            "status": status,
+            "duration_ms": duration_ms,
+            "remote_addr": request.remote_addr,
+            "user_agent": request.user_agent.string,
+        },
+    )
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Log every request once, at a level that follows its status."""
+    configure()
+    app.before_request(_start_timer)
+    app.after_request(_access_log)

@@ -1,0 +1,1 @@
+"""Services: the rules of Cruddur, between thin routes and the store."""

@@ -1,0 +1,108 @@
+"""Activities ("cruds"): feeds, search, posting and replies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from werkzeug.exceptions import NotFound
+
+from ..errors import ValidationFailed
+from ..store import Store
+from .validation import message_errors, text_field
+
+MAX_CHARS = 280
+FEED_LIMIT = 100
+TTLS = {
+    "30-days": timedelta(days=30),
+    "7-days": timedelta(days=7),
+    "3-days": timedelta(days=3),
+    "1-day": timedelta(days=1),
+    "12-hours": timedelta(hours=12),
+    "3-hours": timedelta(hours=3),
+    "1-hour": timedelta(hours=1),
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _with_replies(store: Store, activities: list[dict], now: datetime) -> list[dict]:
+    replies = store.replies_to([a["uuid"] for a in activities], now)
+    for activity in activities:
+        activity["replies"] = replies[activity["uuid"]]
+    return activities
+
+
+def home_activities(store: Store) -> list[dict]:
+    """Everyone's unexpired cruds, newest first, each with its replies."""
+    now = _now()
+    return _with_replies(store, store.home_activities(now, FEED_LIMIT), now)
+
+
+def user_activities(store: Store, handle: str) -> list[dict]:
+    """One user's unexpired cruds; 404 for an unknown handle."""
+    user = store.user_by_handle(handle)
+    if user is None:
+        raise NotFound(f"No user has the handle @{handle}.")
+    now = _now()
+    return _with_replies(store, store.user_activities(user["uuid"], now, FEED_LIMIT), now)
+
+
+def notification_activities(store: Store, acting_handle: str) -> list[dict]:
+    """Replies to the acting user's cruds and cruds that mention them, newest first."""
+    user = store.user_by_handle(acting_handle)
+    now = _now()
+    found = store.notification_activities(user["uuid"], acting_handle, now, FEED_LIMIT)
+    return _with_replies(store, found, now)
+
+
+def search_activities(store: Store, term: str | None) -> list[dict]:
+    """Unexpired cruds containing every word of the term; 422 search_term_blank."""
+    words = (term or "").split()
+    if not words:
+        raise ValidationFailed(["search_term_blank"])
+    now = _now()
+    return _with_replies(store, store.search_activities(words, now, FEED_LIMIT), now)
+
+
+def show_activity(store: Store, activity_uuid: str) -> dict:
+    """One unexpired crud with its replies; 404 otherwise."""
+    now = _now()
+    activity = store.activity(activity_uuid, now)
+    if activity is None:
+        raise NotFound("That crud does not exist or has expired.")
+    return _with_replies(store, [activity], now)[0]
+
+
+def create_activity(store: Store, acting_handle: str, body: dict) -> dict:
+    """Post a crud as the acting user; 422 with every applicable code."""
+    message = text_field(body, "message")
+    ttl = text_field(body, "ttl")
+    errors = message_errors(message, MAX_CHARS)
+    if ttl not in TTLS:
+        errors.append("ttl_blank")
+    if errors:
+        raise ValidationFailed(errors)
+    now = _now()
+    with store.transaction():
+        user = store.user_by_handle(acting_handle)
+        activity_uuid = store.insert_activity(user["uuid"], message, now, now + TTLS[ttl])
+    return store.activity(activity_uuid, now)
+
+
+def reply_to_activity(store: Store, acting_handle: str, activity_uuid: str, body: dict) -> dict:
+    """Reply to an unexpired crud as the acting user; the reply expires with its crud."""
+    message = text_field(body, "message")
+    errors = message_errors(message, MAX_CHARS)
+    now = _now()
+    with store.transaction():
+        parent = store.activity(activity_uuid, now)
+        if parent is None:
+            raise NotFound("That crud does not exist or has expired.")
+        if errors:
+            raise ValidationFailed(errors)
+        user = store.user_by_handle(acting_handle)
+        expires_at = datetime.fromisoformat(parent["expires_at"])
+        reply_uuid = store.insert_activity(user["uuid"], message, now, expires_at, reply_to=activity_uuid)
+    return store.activity(reply_uuid, now)

@@ -1,0 +1,1 @@
+"""Telemetry integrations: one module each, each with init_app(app) -> bool."""

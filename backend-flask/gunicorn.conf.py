@@ -1,0 +1,19 @@
+"""gunicorn settings for Cruddur (read from the environment so compose and tests can set them)."""
+
+import os
+
+bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT', '4567')}"
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+# The app logs every request itself as a JSON line with its trace id; gunicorn's own access log
+# would be a second, untraced copy.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+# No preload: each worker builds the app after fork, so exporter threads, sockets and queues
+# belong to the process that uses them.
+preload_app = False
+# A worker gets this long after SIGTERM to finish requests and flush telemetry.
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
