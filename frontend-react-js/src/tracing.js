@@ -1,0 +1,68 @@
+// Browser tracing: spans go to the backend's relay, which adds any vendor key server-side,
+// so no secret ever ships in this bundle.
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { registerInstrumentations } from '@opentelemetry/instrumentation';
+import { DocumentLoadInstrumentation } from '@opentelemetry/instrumentation-document-load';
+import { FetchInstrumentation } from '@opentelemetry/instrumentation-fetch';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BatchSpanProcessor, WebTracerProvider } from '@opentelemetry/sdk-trace-web';
+import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+
+export const SERVICE_NAME = 'frontend-react-js';
+export const RELAY_PATH = '/api/telemetry/v1/traces';
+
+function escapeRegExp(text) {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** URL patterns: which requests carry `traceparent`, and which are the exporter's own (never traced). */
+export function tracingUrls(backendUrl) {
+  const base = backendUrl.replace(/\/+$/, '');
+  return {
+    exportUrl: `${base}${RELAY_PATH}`,
+    propagateTo: new RegExp(`^${escapeRegExp(base)}/`),
+    ignore: new RegExp(`^${escapeRegExp(base + RELAY_PATH)}`),
+  };
+}
+
+/**
+ * Start tracing fetches and the page load; returns the provider, or null when tracing could not start.
+ * Any failure here is logged and swallowed: the app works the same without traces.
+ */
+export function initTracing(backendUrl) {
+  try {
+    const { exportUrl, propagateTo, ignore } = tracingUrls(backendUrl);
+    const exporter = new OTLPTraceExporter({ url: exportUrl, timeoutMillis: 10000 });
+    const provider = new WebTracerProvider({
+      resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: SERVICE_NAME }),
+      spanProcessors: [
+        // Bounded queue: spans beyond it are dropped rather than growing memory.
+        new BatchSpanProcessor(exporter, {
+          maxQueueSize: 512,
+          maxExportBatchSize: 128,
+          scheduledDelayMillis: 2000,
+        }),
+      ],
+    });
+    provider.register();
+    registerInstrumentations({
+      tracerProvider: provider,
+      instrumentations: [
+        new DocumentLoadInstrumentation(),
+        new FetchInstrumentation({
+          propagateTraceHeaderCorsUrls: [propagateTo],
+          ignoreUrls: [ignore],
+          clearTimingResources: true,
+        }),
+      ],
+    });
+    // Spans still queued when the tab goes away are sent then (the exporter uses keepalive fetches).
+    window.addEventListener('pagehide', () => {
+      provider.forceFlush().catch(() => {});
+    });
+    return provider;
+  } catch (error) {
+    console.warn('Cruddur: browser tracing is off because it failed to start:', error);
+    return null;
+  }
+}
