@@ -40,8 +40,11 @@ def create_app(config: Config | None = None) -> Flask:
     for blueprint in (activities.bp, messages.bp, health.bp, rollbar_test.bp):
         app.register_blueprint(blueprint)
 
-    from .telemetry import tracing
+    # Integrations, one module each; each installs nothing when its variable is unset.
+    # Order: tracing first (the others read its trace ids).
+    from .telemetry import shutdown, tracing
 
     tracing.init_app(app)
+    shutdown.init_app(app)
     log.info("cruddur started", extra={"env": config.env, "version": config.code_version})
     return app
