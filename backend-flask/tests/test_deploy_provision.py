@@ -61,9 +61,7 @@ class XRayControlPlane(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.requests: list[tuple[str, dict]] = []
         self.groups = {"Default": {"GroupName": "Default", "GroupARN": self.group_arn("Default")}}
-        self.rules = {
-            "Default": {"SamplingRule": dict(AWS_DEFAULT_RULE), "CreatedAt": 0.0, "ModifiedAt": 0.0}
-        }
+        self.rules = {"Default": {"SamplingRule": dict(AWS_DEFAULT_RULE), "CreatedAt": 0.0, "ModifiedAt": 0.0}}
 
     @property
     def url(self) -> str:
