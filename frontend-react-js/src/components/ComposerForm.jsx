@@ -31,7 +31,7 @@ export default function ComposerForm({ label, placeholder, max, submitLabel, onS
   }
 
   return (
-    <form className="composer" onSubmit={handleSubmit} aria-label={label}>
+    <form className="composer" onSubmit={handleSubmit} aria-label={`${label} form`}>
       <label htmlFor={id} className="visually-hidden">
         {label}
       </label>
