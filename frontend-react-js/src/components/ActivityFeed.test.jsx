@@ -23,7 +23,7 @@ describe('feeds', () => {
     expect(items[0]).toHaveTextContent('Worf @worf');
     expect(items[0]).toHaveTextContent('Today is a good day.');
     expect(items[1]).toHaveTextContent('Cloud is fun!');
-    expect(within(items[0]).getByRole('link', { name: /Worf/ })).toHaveAttribute('href', '/@worf');
+    expect(within(items[0]).getByRole('link', { name: 'Worf @worf' })).toHaveAttribute('href', '/@worf');
     expect(within(items[1]).getByRole('link', { name: /Replies/ })).toHaveAttribute(
       'href',
       '/@andrewbrown/status/a-2',
