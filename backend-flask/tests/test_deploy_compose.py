@@ -1,0 +1,278 @@
+"""docker-compose.yml, .env.example and .gitpod.yml, checked statically (no Docker engine here).
+
+What is verified: the Compose Specification schema (offline, check-jsonschema's vendored copy),
+the backend's environment against the variables the app really reads, Compose's variable
+interpolation as Compose applies it, the sidecar wiring and that no secret is written inline.
+What only a Docker host can verify: that images build, containers start, the daemon relays.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cruddur.config import ENV_VARS, Config
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
+SERVICES = COMPOSE["services"]
+BACKEND = SERVICES["backend-flask"]
+
+# Read by boto3 itself, not by the app (CONTRACT.md, configuration table: "AWS_DEFAULT_REGION /
+# AWS_REGION, AWS credentials: standard boto3 resolution"; "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS /
+# AWS_ENDPOINT_URL: standard boto3 endpoint override").
+BOTO3_VARS = {
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS",
+}
+SECRETS = {
+    "HONEYCOMB_API_KEY",
+    "ROLLBAR_ACCESS_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+}
+
+_INTERPOLATION = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\})")
+
+
+def interpolate(value: str, shell: dict[str, str]) -> str:
+    """Compose's interpolation of `${VAR}`, `${VAR:-default}`, `${VAR-default}` and `$$`."""
+
+    def replace(m: re.Match) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, op, arg = m.group("name"), m.group("op"), m.group("arg") or ""
+        if op == ":-":
+            return shell.get(name) or arg
+        if op == "-":
+            return shell.get(name, arg)
+        if op in (":+", "+"):
+            return arg if (shell.get(name) if op == ":+" else name in shell) else ""
+        if op in (":?", "?"):
+            raise AssertionError(f"compose would refuse to start without {name}")
+        return shell.get(name, "")
+
+    return _INTERPOLATION.sub(replace, value)
+
+
+def referenced_names(value: object) -> set[str]:
+    """Variable names a compose value interpolates."""
+    return {m.group("name") for m in _INTERPOLATION.finditer(str(value)) if m.group("name")}
+
+
+def container_env(service: dict, shell: dict[str, str]) -> dict[str, str]:
+    """The environment Compose gives the container: a name without a value passes through if set."""
+    env = {}
+    for name, value in service.get("environment", {}).items():
+        if value is None:
+            if name in shell:
+                env[name] = shell[name]
+        else:
+            env[name] = interpolate(str(value), shell)
+    return env
+
+
+class RecordingEnviron(dict):
+    """An environment that records every name looked up in it."""
+
+    def __init__(self, *args, **kwargs):
+        """Start with no lookups."""
+        super().__init__(*args, **kwargs)
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):
+        """Record, then look up."""
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        """Record, then look up."""
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        """Record, then look up."""
+        self.read.add(key)
+        return super().__contains__(key)
+
+
+def test_compose_file_matches_the_compose_specification_schema():
+    """Validated offline against the Compose Specification JSON schema vendored by check-jsonschema."""
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_check_can_fail(tmp_path):
+    """The same check rejects a compose file with an unknown service key."""
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE_FILE.read_text().replace("    stop_grace_period:", "    stop_grace_periode:"))
+    result = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(broken)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "stop_grace_periode" in result.stdout + result.stderr
+
+
+def test_env_vars_is_what_config_reads():
+    """cruddur.config.ENV_VARS lists exactly the names Config.from_env looks up."""
+    environ = RecordingEnviron()
+    Config.from_env(environ)
+    assert environ.read == set(ENV_VARS)
+
+
+def test_backend_environment_names_exactly_the_variables_the_app_reads():
+    """Compared set: cruddur.config.ENV_VARS plus the boto3 variables of the contract, no more, no less."""
+    assert set(BACKEND["environment"]) == set(ENV_VARS) | BOTO3_VARS
+
+
+def test_backend_environment_values_follow_the_issue():
+    """With nothing set in the shell, every integration points where the bootcamp expects."""
+    env = container_env(BACKEND, shell={})
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "https://api.honeycomb.io"
+    assert env["OTEL_EXPORTER_OTLP_HEADERS"] == "x-honeycomb-team="
+    assert env["OTEL_SERVICE_NAME"] == "backend-flask"
+    assert env["AWS_XRAY_DAEMON_ADDRESS"] == "xray-daemon:2000"
+    assert env["CLOUDWATCH_LOG_GROUP"] == "cruddur"
+    assert env["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert env["FRONTEND_URL"] == "http://localhost:3000"
+    assert env["BACKEND_URL"] == "http://localhost:4567"
+    assert not SECRETS & set(env), "unset secrets must not reach the container, not even empty"
+    config = Config.from_env(env)
+    assert config.traces_url == "https://api.honeycomb.io/v1/traces"
+    assert config.xray_daemon_address == "xray-daemon:2000"
+    assert config.cloudwatch_log_group == "cruddur"
+    assert config.rollbar_access_token == ""
+
+
+def test_secrets_come_from_the_shell_only():
+    """Secrets are passed through by name; set in the shell, they reach the app."""
+    for name in SECRETS:
+        assert BACKEND["environment"][name] is None, f"{name} must be passed through, not written inline"
+    shell = {"HONEYCOMB_API_KEY": "hc-key", "ROLLBAR_ACCESS_TOKEN": "rb-token", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE"}
+    env = container_env(BACKEND, shell)
+    assert env["OTEL_EXPORTER_OTLP_HEADERS"] == "x-honeycomb-team=hc-key"
+    config = Config.from_env(env)
+    assert config.otlp_headers == {"x-honeycomb-team": "hc-key"}
+    assert config.rollbar_access_token == "rb-token"
+    assert env["AWS_ACCESS_KEY_ID"] == "AKIDEXAMPLE"
+
+
+def test_no_secret_is_written_anywhere_in_the_compose_file():
+    """No literal that looks like a credential: AWS key ids, long hex or base64 tokens."""
+    text = COMPOSE_FILE.read_text()
+    assert not re.search(r"\b(AKIA|ASIA)[A-Z0-9]{16}\b", text)
+    assert not re.search(r"\b[0-9a-f]{32,}\b", text)
+    assert not re.search(r"\b[A-Za-z0-9/+]{40}\b", text)
+
+
+def test_env_example_documents_what_compose_consumes():
+    """Every name in .env.example is used by compose; every secret and the region are listed, empty."""
+    example = {}
+    for line in (REPO / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, sep, value = line.partition("=")
+            assert sep, f"not NAME=value: {line!r}"
+            example[name.strip()] = value.strip()
+    consumed = set()
+    for service in SERVICES.values():
+        consumed |= referenced_names(yaml.safe_dump(service))
+        consumed |= {name for name, value in service.get("environment", {}).items() if value is None}
+    assert set(example) <= consumed, set(example) - consumed
+    assert SECRETS | {"AWS_DEFAULT_REGION"} <= set(example)
+    assert all(example[name] == "" for name in SECRETS)
+
+
+def test_xray_daemon_sidecar():
+    """The daemon listens where the backend sends segments, in local mode, with region and credentials."""
+    daemon = SERVICES["xray-daemon"]
+    image, _, tag = daemon["image"].partition(":")
+    assert image == "amazon/aws-xray-daemon" and tag and tag != "latest"
+    command = daemon["command"]
+    assert isinstance(command, list) and command[0].startswith("-"), (
+        "the image's entrypoint is /xray: arguments only, a leading word stops flag parsing"
+    )
+    assert "-o" in command
+    assert command[command.index("-b") + 1] == "xray-daemon:2000"
+    assert "2000:2000/udp" in daemon["ports"]
+    host, port = container_env(BACKEND, {})["AWS_XRAY_DAEMON_ADDRESS"].split(":")
+    assert (host, port) == ("xray-daemon", "2000")
+    assert "xray-daemon" in BACKEND["depends_on"]
+    env = container_env(daemon, {"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret"})
+    assert env == {"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret"}
+    assert all(daemon["environment"][name] is None for name in SECRETS & set(daemon["environment"]))
+
+
+def test_backend_service_builds_serves_and_checks_health():
+    """Port 4567, the aws/ named context the Dockerfile copies from, and the health check route."""
+    assert BACKEND["build"]["context"] == "./backend-flask"
+    assert BACKEND["build"]["additional_contexts"] == {"aws": "./aws"}
+    assert (REPO / "aws" / "json" / "xray.json").is_file()
+    assert "COPY --from=aws json/" in (REPO / "backend-flask" / "Dockerfile").read_text()
+    assert BACKEND["ports"] == ["4567:4567"]
+    assert "/api/health-check" in " ".join(BACKEND["healthcheck"]["test"])
+    volume = BACKEND["volumes"][0].split(":")
+    assert volume[0] in COMPOSE["volumes"]
+    assert container_env(BACKEND, {})["DATABASE_URL"] == f"sqlite:///{volume[1]}/cruddur.db"
+
+
+def test_frontend_service_serves_port_3000_with_the_backend_url_baked_in():
+    """Vite inlines VITE_BACKEND_URL at build time; it follows BACKEND_URL like CORS does."""
+    frontend = SERVICES["frontend-react-js"]
+    assert frontend["build"]["context"] == "./frontend-react-js"
+    assert frontend["ports"] == ["3000:3000"]
+    arg = frontend["build"]["args"]["VITE_BACKEND_URL"]
+    assert interpolate(arg, {}) == container_env(BACKEND, {})["BACKEND_URL"]
+    assert interpolate(arg, {"BACKEND_URL": "https://4567-x.gitpod.io"}) == "https://4567-x.gitpod.io"
+
+
+@pytest.mark.parametrize(
+    ("value", "shell", "expected"),
+    [
+        ("${A:-d}", {}, "d"),
+        ("${A:-d}", {"A": ""}, "d"),
+        ("${A-d}", {"A": ""}, ""),
+        ("x=${A}", {"A": "1"}, "x=1"),
+        ("$${A}", {"A": "1"}, "${A}"),
+        ("*${A:-h}*", {}, "*h*"),
+    ],
+)
+def test_interpolation_follows_compose(value, shell, expected):
+    """The interpolation used above behaves as Compose documents."""
+    assert interpolate(value, shell) == expected
+
+
+def test_gitpod_installs_both_and_opens_the_ports():
+    """Tasks install backend and frontend; 3000 and 4567 are public, 2000 is declared."""
+    gitpod = yaml.safe_load((REPO / ".gitpod.yml").read_text())
+    init = "\n".join(task.get("init", "") for task in gitpod["tasks"])
+    assert "make setup" in init
+    ports = {p["port"]: p for p in gitpod["ports"]}
+    assert ports[3000]["visibility"] == ports[4567]["visibility"] == "public"
+    assert 2000 in ports and ports[2000].get("visibility", "private") == "private"
+    text = (REPO / ".gitpod.yml").read_text()
+    for name in ("HONEYCOMB_API_KEY", "ROLLBAR_ACCESS_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert f"gp env {name}=" in text
+    before = gitpod["tasks"][0]["before"]
+    for name in ("FRONTEND_URL", "BACKEND_URL", "VITE_BACKEND_URL", "AWS_XRAY_URL"):
+        assert f"export {name}=" in before
