@@ -45,6 +45,9 @@ def create_app(config: Config | None = None) -> Flask:
     from .telemetry import shutdown, tracing
 
     tracing.init_app(app)
+    from .telemetry import rollbar
+
+    rollbar.init_app(app)
     shutdown.init_app(app)
     log.info("cruddur started", extra={"env": config.env, "version": config.code_version})
     return app
