@@ -124,16 +124,20 @@ class MotoLogs:
         paginator = self.client().get_paginator("describe_log_groups")
         return [g["logGroupName"] for page in paginator.paginate() for g in page["logGroups"]]
 
-    def events(self, log_group):
+    def events(self, log_group, page_size=None):
         """Every event of ``log_group`` (all streams), oldest first; JSON messages parsed into ``"json"``.
 
         Each event is boto3's dict (``logStreamName``, ``timestamp``, ``message``...) plus ``json``:
         the parsed message, or None when the message is not a JSON object. Missing group -> [].
+        ``page_size`` only changes how many round trips it takes.
         """
         client = self.client()
         try:
             paginator = client.get_paginator("filter_log_events")
-            events = [event for page in paginator.paginate(logGroupName=log_group) for event in page["events"]]
+            pages = paginator.paginate(
+                logGroupName=log_group, PaginationConfig={"PageSize": page_size} if page_size else {}
+            )
+            events = [event for page in pages for event in page["events"]]
         except client.exceptions.ResourceNotFoundException:
             return []
         for event in events:

@@ -1,0 +1,176 @@
+"""Every vendor stand-in in one process, for the benchmark and soak runs.
+
+    python -m tests.support.sinks --otlp-port 0 --xray-port 0 --rollbar-port 0 --moto-port 0 [--mode ok]
+
+prints one JSON line when ready::
+
+    {"otlp_url": ..., "otlp_traces_url": ..., "xray_daemon_address": "127.0.0.1:P",
+     "rollbar_endpoint": ".../api/1/", "cloudwatch_endpoint": ..., "moto_url": ..., "control_url": ...,
+     "env": {variables that point the app at these sinks}}
+
+and on SIGTERM/SIGINT prints one JSON summary line (see ``summary``) and exits 0.
+
+``--mode`` applies to the HTTP sinks (OTLP, Rollbar, the proxy in front of moto); for X-Ray, ``refuse``
+closes the UDP port and ``blackhole`` reads and drops datagrams. ``control_url`` accepts
+``GET /stats`` (the summary) and ``POST /mode`` with ``{"sink": "otlp"|"rollbar"|"cloudwatch"|"xray"|"all",
+"mode": ...}`` to change faults while running.
+"""
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from tests.support.faulty_http import MODES, BadRequest, FaultyHTTPServer, Response
+from tests.support.moto_logs import MotoLogs
+from tests.support.otlp_receiver import OTLPReceiver
+from tests.support.rollbar_receiver import RollbarReceiver
+from tests.support.xray_listener import XRayListener
+
+_XRAY_MODE = {"refuse": "refuse", "blackhole": "drop"}
+
+
+class Sinks:
+    """The four stand-ins, started and stopped together."""
+
+    def __init__(self, otlp_port=0, xray_port=0, rollbar_port=0, moto_port=0, mode="ok", delay=2.0, retry_after=30):
+        """Configure all four (moto behind a fault proxy whose port is ``moto_port``)."""
+        http = {"mode": mode, "delay": delay, "retry_after": retry_after}
+        self.otlp = OTLPReceiver(port=otlp_port, **http)
+        self.rollbar = RollbarReceiver(port=rollbar_port, **http)
+        self.xray = XRayListener(port=xray_port, mode=_XRAY_MODE.get(mode, "ok"))
+        self.moto = MotoLogs(faults=True, proxy_port=moto_port)
+        self._http_settings = http
+
+    def start(self):
+        """Start everything; return self."""
+        self.moto.start()
+        proxy = self.moto.proxy
+        proxy.mode = self._http_settings["mode"]
+        proxy.delay = self._http_settings["delay"]
+        proxy.retry_after = self._http_settings["retry_after"]
+        self.otlp.start()
+        self.rollbar.start()
+        self.xray.start()
+        return self
+
+    def stop(self):
+        """Stop everything."""
+        for sink in (self.otlp, self.rollbar, self.xray, self.moto):
+            sink.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    def set_mode(self, sink, mode):
+        """Change one sink's fault mode (``all`` for every sink)."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}")
+        targets = ["otlp", "rollbar", "cloudwatch", "xray"] if sink == "all" else [sink]
+        for target in targets:
+            if target == "otlp":
+                self.otlp.mode = mode
+            elif target == "rollbar":
+                self.rollbar.mode = mode
+            elif target == "cloudwatch":
+                self.moto.mode = mode
+            elif target == "xray":
+                self.xray.mode = _XRAY_MODE.get(mode, "ok")
+            else:
+                raise ValueError(f"unknown sink {target!r}")
+
+    def addresses(self):
+        """Where each sink listens, plus the app environment that points at them."""
+        return {
+            "otlp_url": self.otlp.url,
+            "otlp_traces_url": self.otlp.traces_url,
+            "xray_daemon_address": self.xray.daemon_address,
+            "rollbar_endpoint": self.rollbar.endpoint,
+            "cloudwatch_endpoint": self.moto.endpoint,
+            "moto_url": self.moto.moto_url,
+            "env": {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp.endpoint,
+                "AWS_XRAY_DAEMON_ADDRESS": self.xray.daemon_address,
+                "ROLLBAR_ENDPOINT": self.rollbar.endpoint,
+                **self.moto.env(),
+            },
+        }
+
+    def summary(self):
+        """Counts of what arrived: spans, segments, Rollbar items, log events, requests per mode."""
+        spans = self.otlp.spans()
+        groups = {}
+        try:
+            for group in self.moto.log_groups():
+                groups[group] = len(self.moto.events(group))
+        except Exception as error:  # moto may be unreachable only if it crashed; report, don't hide counts
+            groups = {"error": str(error)}
+        return {
+            "spans": len(spans),
+            "server_spans": sum(1 for s in spans if s["kind"] == "SERVER"),
+            "segments": len(self.xray.segments()),
+            "xray_documents": len(self.xray.documents()),
+            "rollbar_items": self.rollbar.item_count,
+            "log_events": sum(v for v in groups.values() if isinstance(v, int)),
+            "log_events_by_group": groups,
+            "requests": {
+                "otlp": self.otlp.counts_by_mode(),
+                "rollbar": self.rollbar.counts_by_mode(),
+                "cloudwatch": self.moto.proxy.counts_by_mode(),
+                "xray_datagrams": self.xray.datagram_count,
+            },
+        }
+
+
+class ControlServer(FaultyHTTPServer):
+    """``GET /stats`` and ``POST /mode`` for a running ``Sinks``."""
+
+    name = "sinks-control"
+
+    def __init__(self, sinks, **kwargs):
+        """Control ``sinks``."""
+        super().__init__(**kwargs)
+        self.sinks = sinks
+
+    def handle(self, request):
+        """Serve the two control calls."""
+        if request.method == "GET" and request.path == "/stats":
+            return Response.json(200, self.sinks.summary())
+        if request.method == "POST" and request.path == "/mode":
+            try:
+                body = request.json()
+                self.sinks.set_mode(body.get("sink", "all"), body["mode"])
+            except (ValueError, KeyError, AttributeError) as error:
+                raise BadRequest(str(error)) from error
+            return Response.json(200, {"ok": True})
+        return super().handle(request)
+
+
+def main(argv=None):
+    """Run until SIGTERM/SIGINT; print addresses, then the summary."""
+    parser = argparse.ArgumentParser(description="Run every vendor stand-in on loopback.")
+    for name in ("otlp", "xray", "rollbar", "moto", "control"):
+        parser.add_argument(f"--{name}-port", type=int, default=0)
+    parser.add_argument("--mode", choices=MODES, default="ok")
+    parser.add_argument("--delay", type=float, default=2.0, help="seconds per answer in slow mode")
+    parser.add_argument("--retry-after", type=int, default=30, help="Retry-After seconds in status429 mode")
+    args = parser.parse_args(argv)
+
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    sinks = Sinks(args.otlp_port, args.xray_port, args.rollbar_port, args.moto_port, args.mode, args.delay, args.retry_after)
+    with sinks, ControlServer(sinks, port=args.control_port) as control:
+        print(json.dumps({**sinks.addresses(), "control_url": control.url}), flush=True)
+        while not done.wait(0.2):
+            pass
+        print(json.dumps(sinks.summary()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
