@@ -42,7 +42,8 @@ function errorFromResponse(status, body, { notFound, limit }) {
   if (status >= 500) {
     return new ApiError(`The server had a problem (HTTP ${status}). Please try again.`, { status });
   }
-  return new ApiError(`The server refused the request (HTTP ${status}).`, { status });
+  const detail = body && typeof body.message === 'string' && body.message ? `: ${body.message}` : '.';
+  return new ApiError(`The server refused the request (HTTP ${status})${detail}`, { status });
 }
 
 async function readBody(response) {

@@ -28,7 +28,7 @@ describe('feeds', () => {
       'href',
       '/@andrewbrown/status/a-2',
     );
-    expect(items[1]).toHaveTextContent('💬 3');
+    expect(items[1]).toHaveTextContent('↩ 3');
   });
 
   it('puts a new crud first', async () => {

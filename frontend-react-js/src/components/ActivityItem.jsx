@@ -18,10 +18,14 @@ export default function ActivityItem({ activity }) {
         <p className="message">{message}</p>
         <footer className="activity-actions">
           <Link to={`/@${handle}/status/${uuid}`} aria-label={`Replies to ${name}'s crud`}>
-            💬 {activity.replies_count ?? 0}
+            <span aria-hidden="true">↩</span> {activity.replies_count ?? 0}
           </Link>
-          <span title="Reposts">🔁 {activity.reposts_count ?? 0}</span>
-          <span title="Likes">♥ {activity.likes_count ?? 0}</span>
+          <span title="Reposts">
+            <span aria-hidden="true">⇄</span> {activity.reposts_count ?? 0}
+          </span>
+          <span title="Likes">
+            <span aria-hidden="true">♥</span> {activity.likes_count ?? 0}
+          </span>
           {expires_at && (
             <span className="expires">
               expires <TimeAgo iso={expires_at} />

@@ -1,0 +1,199 @@
+// Browser tests: Debian's Chromium drives the built frontend against the real backend.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, OUTPUT_DIR, progress, startStack, waitFor } from './support/stack.js';
+
+let stack;
+let browser;
+let page;
+const pageErrors = [];
+
+async function openPage(viewport = { width: 1100, height: 900 }) {
+  const context = await browser.newContext({ viewport });
+  const opened = await context.newPage();
+  opened.setDefaultTimeout(15000);
+  opened.on('pageerror', (error) => pageErrors.push(error.message));
+  return opened;
+}
+
+async function articles(target = page) {
+  return target.locator('article').allInnerTexts();
+}
+
+describe('Cruddur in Chromium', () => {
+  before(async () => {
+    fs.mkdirSync(OUTPUT_DIR, { recursive: true });
+    stack = await startStack();
+    progress(`launching ${CHROMIUM}`);
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+    page = await openPage();
+  });
+
+  after(async () => {
+    await browser?.close().catch(() => {});
+    if (stack) {
+      progress('stopping the stack');
+      await stack.stop();
+    }
+  });
+
+  test('home shows the seeded feed, newest first', async () => {
+    await page.goto(`${stack.frontendUrl}/`);
+    await page.getByText('Cloud is very fun!').waitFor();
+    const texts = await articles();
+    assert.ok(texts.length >= 5, `expected the 5 seeded cruds, saw ${texts.length}`);
+    assert.match(texts[0], /Cloud is very fun!/);
+    assert.match(texts.at(-1), /Today is a good day to deploy\./);
+    await page.screenshot({ path: path.join(OUTPUT_DIR, 'home.png'), fullPage: true });
+    progress(`screenshot: ${path.join(OUTPUT_DIR, 'home.png')}`);
+  });
+
+  test('a crud posted through the form comes first, and stays first after a reload', async () => {
+    const message = `Posted from Chromium at ${Date.now()}`;
+    await page.goto(`${stack.frontendUrl}/`);
+    await page.getByText('Cloud is very fun!').waitFor();
+    await page.getByLabel('New crud', { exact: true }).fill(message);
+    await page.getByLabel('Expires in').selectOption('1-hour');
+    const posted = page.waitForResponse((r) => r.url().endsWith('/api/activities') && r.request().method() === 'POST');
+    await page.getByRole('button', { name: 'Crud', exact: true }).click();
+    assert.equal((await posted).status(), 200);
+    await page.locator('article').first().getByText(message).waitFor();
+    assert.equal(await page.getByLabel('New crud', { exact: true }).inputValue(), '');
+
+    await page.reload();
+    await page.locator('article').first().getByText(message).waitFor();
+    assert.match((await articles())[0], /Andrew Brown @andrewbrown/);
+  });
+
+  test('a 281-character crud is refused before it is sent', async () => {
+    const posts = [];
+    const listener = (request) => request.method() === 'POST' && posts.push(request.url());
+    page.on('request', listener);
+    await page.goto(`${stack.frontendUrl}/`);
+    const box = page.getByLabel('New crud', { exact: true });
+    const button = page.getByRole('button', { name: 'Crud', exact: true });
+
+    await box.fill('x'.repeat(280));
+    await page.getByText('0 characters left').waitFor();
+    assert.equal(await button.isEnabled(), true, '280 characters are allowed');
+
+    await box.fill('x'.repeat(281));
+    await page.getByText('1 over the 280-character limit').waitFor();
+    await page.getByText('Too long: shorten it to 280 characters or fewer.').waitFor();
+    assert.equal(await button.isDisabled(), true, 'the Crud button is off at 281 characters');
+    await box.press('Control+Enter');
+    await box.evaluate((element) => element.form.requestSubmit());
+    page.off('request', listener);
+    assert.deepEqual(posts.filter((url) => !url.includes('/api/telemetry/')), []);
+  });
+
+  test("a user's feed opens from the home feed; an unknown handle is explained", async () => {
+    await page.goto(`${stack.frontendUrl}/`);
+    await page.getByRole('link', { name: 'Worf @worf' }).first().click();
+    await page.waitForURL(`${stack.frontendUrl}/@worf`);
+    await page.getByRole('heading', { name: 'Worf @worf' }).waitFor();
+    await page.getByText('Today is a good day to deploy.').waitFor();
+    const texts = await articles();
+    assert.ok(texts.every((text) => text.includes('@worf')), `only Worf's cruds: ${texts}`);
+
+    await page.goto(`${stack.frontendUrl}/@nobody`);
+    await page.getByRole('alert').getByText('There is no user @nobody.').waitFor();
+  });
+
+  test("a crud's page shows its replies and takes a reply", async () => {
+    await page.goto(`${stack.frontendUrl}/`);
+    await page.getByRole('link', { name: "Replies to Andrew Brown's crud" }).last().click();
+    await page.getByText('This post has no honor!').waitFor();
+    const reply = `A reply from Chromium ${Date.now()}`;
+    await page.getByLabel('Reply to @andrewbrown', { exact: true }).fill(reply);
+    await page.getByRole('button', { name: 'Reply', exact: true }).click();
+    await page.getByRole('region', { name: 'Replies' }).getByText(reply).waitFor();
+  });
+
+  test('a conversation opens from the message groups and sends a message', async () => {
+    await page.goto(`${stack.frontendUrl}/messages`);
+    await page.getByRole('link', { name: /Andrew Bayko/ }).click();
+    await page.waitForURL(`${stack.frontendUrl}/messages/@bayko`);
+    await page.getByText('Have you tried the new X-Ray console?').waitFor();
+    const message = `Sent from Chromium at ${Date.now()}`;
+    await page.getByLabel('Message @bayko', { exact: true }).fill(message);
+    await page.getByRole('button', { name: 'Send', exact: true }).click();
+    await page.locator('.messages').getByText(message).waitFor();
+
+    await page.reload();
+    await page.locator('.messages').getByText(message).waitFor();
+    await page.goto(`${stack.frontendUrl}/messages`);
+    await page.getByText(message).waitFor();
+  });
+
+  test('home is usable at phone width', async () => {
+    const phone = await openPage({ width: 375, height: 740 });
+    await phone.goto(`${stack.frontendUrl}/`);
+    await phone.getByText('Cloud is very fun!').waitFor();
+    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px at 375px`);
+    assert.equal(await phone.getByRole('button', { name: 'Crud', exact: true }).isVisible(), true);
+    await phone.screenshot({ path: path.join(OUTPUT_DIR, 'home-phone.png'), fullPage: true });
+    await phone.context().close();
+  });
+
+  test("the backend's request span is a child of the browser's fetch span", async () => {
+    const traced = await openPage();
+    const relay = [];
+    const isRelay = (request) => request.url().includes('/api/telemetry/v1/traces');
+    traced.on('requestfinished', async (request) => {
+      if (isRelay(request)) relay.push(`${request.method()} ${(await request.response())?.status()}`);
+    });
+    traced.on('requestfailed', (request) => {
+      if (isRelay(request)) relay.push(`${request.method()} failed: ${request.failure()?.errorText}`);
+    });
+    const homeRequest = traced.waitForRequest((r) => r.url().endsWith('/api/activities/home'));
+    await traced.goto(`${stack.frontendUrl}/`);
+    const traceparent = (await (await homeRequest).allHeaders()).traceparent;
+    assert.match(traceparent ?? '', /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/, 'the API fetch carries traceparent');
+    const [, traceId, browserSpanId] = traceparent.split('-');
+    await traced.getByText('Cloud is very fun!').waitFor();
+
+    const spans = stack.receiver.spans;
+    const serviceOf = (span) => span.resource?.['service.name'];
+    const find = () => ({
+      browserSpan: spans.find(
+        (s) => serviceOf(s) === 'frontend-react-js' && s.trace_id === traceId && s.span_id === browserSpanId,
+      ),
+      backendSpan: spans.find(
+        (s) => serviceOf(s) === 'backend-flask' && s.trace_id === traceId && s.parent_span_id === browserSpanId,
+      ),
+    });
+    try {
+      // The browser exports every 2 s; the backend's batch processor every 5 s.
+      await waitFor('a browser span and its backend child in the OTLP receiver', () => {
+        const pair = find();
+        return pair.browserSpan && pair.backendSpan;
+      }, { timeoutMs: 30000, intervalMs: 250 });
+    } catch (error) {
+      const { browserSpan, backendSpan } = find();
+      const browserSpans = spans.filter((s) => serviceOf(s) === 'frontend-react-js').length;
+      error.message += [
+        '',
+        `  backend span continuing the browser's traceparent ${traceparent}: ${backendSpan ? backendSpan.name : 'none'}`,
+        `  browser span ${browserSpanId} received: ${browserSpan ? 'yes' : 'no'} (${browserSpans} browser spans of ${spans.length})`,
+        `  the browser's requests to the relay /api/telemetry/v1/traces: [${relay.join(', ')}]`,
+      ].join('\n');
+      throw error;
+    } finally {
+      await traced.context().close();
+    }
+    const { browserSpan, backendSpan } = find();
+    assert.equal(backendSpan.kind, 'SERVER');
+    assert.equal(backendSpan.name, 'GET /api/activities/home');
+    assert.equal(browserSpan.kind, 'CLIENT');
+    assert.ok(relay.length > 0 && relay.every((line) => /^POST 2\d\d$|^OPTIONS 2\d\d$/.test(line)), `relay: ${relay}`);
+  });
+
+  test('no page raised an uncaught error', () => {
+    assert.deepEqual(pageErrors, []);
+  });
+});

@@ -1,0 +1,259 @@
+// Starts what the browser tests need, for real: the backend under gunicorn, the built frontend,
+// an OTLP receiver, and Debian's Chromium. Everything listens on 127.0.0.1 and is stopped by `stop()`.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const FRONTEND_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const REPO_ROOT = path.resolve(FRONTEND_DIR, '..');
+export const BACKEND_DIR = path.join(REPO_ROOT, 'backend-flask');
+export const OUTPUT_DIR = path.join(REPO_ROOT, 'test-output', 'e2e');
+export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
+
+export function progress(message) {
+  process.stderr.write(`[e2e ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+/** A port free right now on 127.0.0.1. */
+export async function freePort() {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+/** Poll `check` until it returns a truthy value or `timeoutMs` passes; then throw with `what`. */
+export async function waitFor(what, check, { timeoutMs = 30000, intervalMs = 200 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let lastError;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${lastError.message}` : ''}`);
+}
+
+/** A child process whose output is kept (and shown on failure); `stop()` ends its process group. */
+class Child {
+  constructor(name, command, args, options) {
+    this.name = name;
+    this.output = [];
+    this.proc = spawn(command, args, { ...options, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.exited = once(this.proc, 'exit');
+    this.stdoutLines = readline.createInterface({ input: this.proc.stdout });
+    readline.createInterface({ input: this.proc.stderr }).on('line', (line) => this.keep(line));
+    this.proc.on('error', (error) => this.keep(`spawn error: ${error.message}`));
+  }
+
+  keep(line) {
+    this.output.push(line);
+    if (this.output.length > 400) this.output.shift();
+  }
+
+  get running() {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  tail(lines = 40) {
+    return this.output.slice(-lines).join('\n');
+  }
+
+  async stop(timeoutMs = 15000) {
+    if (!this.running) return;
+    try {
+      process.kill(-this.proc.pid, 'SIGTERM');
+    } catch {
+      return;
+    }
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-this.proc.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }, timeoutMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+async function run(name, command, args, options) {
+  const child = new Child(name, command, args, options);
+  child.stdoutLines.on('line', (line) => child.keep(line));
+  const [code] = await child.exited;
+  if (code !== 0) throw new Error(`${name} failed (exit ${code}):\n${child.tail()}`);
+}
+
+/** Build the frontend into `outDir` with the backend URL baked in, as `npm run build` does. */
+export async function buildFrontend(backendUrl, outDir) {
+  progress(`building the frontend for ${backendUrl}`);
+  await run('vite build', process.execPath, [
+    path.join(FRONTEND_DIR, 'node_modules/vite/bin/vite.js'),
+    'build',
+    '--outDir',
+    outDir,
+    '--emptyOutDir',
+    '--logLevel',
+    'warn',
+  ], { cwd: FRONTEND_DIR, env: { ...process.env, VITE_BACKEND_URL: backendUrl } });
+}
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.json': 'application/json',
+};
+
+/** Serve a built single-page app: files as they are, every other path gets index.html. */
+export async function serveStatic(root, port) {
+  const server = http.createServer((req, res) => {
+    const pathname = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    let file = path.join(root, path.normalize(pathname));
+    if (!file.startsWith(root) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
+      file = path.join(root, 'index.html');
+    }
+    res.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] || 'application/octet-stream' });
+    fs.createReadStream(file).pipe(res);
+  });
+  server.listen(port, '127.0.0.1');
+  await once(server, 'listening');
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(resolve)) };
+}
+
+/** The OTLP receiver from the backend's test support; collects every span it prints. */
+export async function startOtlpReceiver() {
+  const child = new Child('otlp receiver', path.join(BACKEND_DIR, '.venv/bin/python'), [
+    '-m',
+    'tests.support.otlp_receiver',
+    '--port',
+    '0',
+  ], { cwd: BACKEND_DIR, env: { ...process.env, PYTHONUNBUFFERED: '1' } });
+  const spans = [];
+  let ready;
+  const started = new Promise((resolve) => (ready = resolve));
+  child.stdoutLines.on('line', (line) => {
+    let parsed;
+    try {
+      parsed = JSON.parse(line);
+    } catch {
+      child.keep(line);
+      return;
+    }
+    if (parsed.url && !parsed.span_id) ready(parsed);
+    else spans.push(parsed);
+  });
+  const info = await Promise.race([
+    started,
+    child.exited.then(() => {
+      throw new Error(`the OTLP receiver exited before it was ready:\n${child.tail()}`);
+    }),
+    new Promise((_, reject) => setTimeout(() => reject(new Error('the OTLP receiver did not start')), 30000)),
+  ]).catch(async (error) => {
+    await child.stop();
+    throw error;
+  });
+  progress(`OTLP receiver at ${info.url}`);
+  return { url: info.url, spans, child, stop: () => child.stop() };
+}
+
+/** The real backend under gunicorn on a fresh SQLite database; resolves once it answers. */
+export async function startBackend({ port, frontendUrl, dbDir, env = {} }) {
+  const url = `http://127.0.0.1:${port}`;
+  progress(`starting the backend at ${url}`);
+  const child = new Child('backend', path.join(BACKEND_DIR, '.venv/bin/gunicorn'), [
+    '-c',
+    'gunicorn.conf.py',
+    'app:app',
+  ], {
+    cwd: BACKEND_DIR,
+    env: {
+      ...process.env,
+      GUNICORN_BIND: `127.0.0.1:${port}`,
+      DATABASE_URL: `sqlite:///${path.join(dbDir, 'e2e.db')}`,
+      FRONTEND_URL: frontendUrl,
+      BACKEND_URL: url,
+      CRUDDUR_ENV: 'test',
+      ...env,
+    },
+  });
+  child.stdoutLines.on('line', (line) => child.keep(line));
+  try {
+    await waitFor('the backend health check', async () => {
+      if (!child.running) throw new Error(`the backend exited:\n${child.tail()}`);
+      const response = await fetch(`${url}/api/health-check`);
+      return response.ok;
+    }, { timeoutMs: 45000 });
+  } catch (error) {
+    await child.stop();
+    throw error;
+  }
+  return { url, child, stop: () => child.stop() };
+}
+
+/** Start receiver, backend, built frontend; `stop()` ends all of them, whatever started. */
+export async function startStack() {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cruddur-e2e-'));
+  const stoppers = [];
+  const stack = {
+    tmp,
+    async stop() {
+      for (const stopper of stoppers.reverse()) {
+        await stopper().catch((error) => progress(`stopping: ${error.message}`));
+      }
+      fs.rmSync(tmp, { recursive: true, force: true });
+    },
+  };
+  try {
+    const [backendPort, frontendPort] = [await freePort(), await freePort()];
+    stack.frontendUrl = `http://127.0.0.1:${frontendPort}`;
+    stack.receiver = await startOtlpReceiver();
+    stoppers.push(stack.receiver.stop);
+    const backendUrl = `http://127.0.0.1:${backendPort}`;
+    const dist = path.join(tmp, 'dist');
+    const [backend] = await Promise.all([
+      startBackend({
+        port: backendPort,
+        frontendUrl: stack.frontendUrl,
+        dbDir: tmp,
+        env: { OTEL_EXPORTER_OTLP_ENDPOINT: stack.receiver.url },
+      }).then((started) => {
+        stoppers.push(started.stop);
+        return started;
+      }),
+      buildFrontend(backendUrl, dist),
+    ]);
+    stack.backend = backend;
+    const frontend = await serveStatic(dist, frontendPort);
+    stoppers.push(frontend.close);
+    progress(`frontend at ${stack.frontendUrl}`);
+    return stack;
+  } catch (error) {
+    await stack.stop();
+    throw error;
+  }
+}
