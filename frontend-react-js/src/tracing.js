@@ -26,7 +26,7 @@ export function tracingUrls(backendUrl) {
 }
 
 /**
- * Start tracing fetches and the page load; returns the provider, or null when tracing could not start.
+ * Start tracing fetches and the page load. Returns `{ provider, stop }`, or null when tracing could not start.
  * Any failure here is logged and swallowed: the app works the same without traces.
  */
 export function initTracing(backendUrl) {
@@ -45,7 +45,7 @@ export function initTracing(backendUrl) {
       ],
     });
     provider.register();
-    registerInstrumentations({
+    const unregister = registerInstrumentations({
       tracerProvider: provider,
       instrumentations: [
         new DocumentLoadInstrumentation(),
@@ -57,10 +57,19 @@ export function initTracing(backendUrl) {
       ],
     });
     // Spans still queued when the tab goes away are sent then (the exporter uses keepalive fetches).
-    window.addEventListener('pagehide', () => {
+    const flush = () => {
       provider.forceFlush().catch(() => {});
-    });
-    return provider;
+    };
+    window.addEventListener('pagehide', flush);
+    return {
+      provider,
+      /** Undo everything: unpatch fetch, send what is queued, stop the exporter. */
+      async stop() {
+        window.removeEventListener('pagehide', flush);
+        unregister();
+        await provider.shutdown();
+      },
+    };
   } catch (error) {
     console.warn('Cruddur: browser tracing is off because it failed to start:', error);
     return null;

@@ -3,7 +3,7 @@
 import http from 'node:http';
 
 /**
- * Start a server; `routes` maps "METHOD /path" to (body, url) => [status, json].
+ * Start a server; `routes` maps "METHOD /path" to (body, url) => [status, json] (json undefined: no body).
  * Returns { url, requests, close }; `requests` records every request's method, path and JSON body.
  */
 export async function startStandIn(routes) {
@@ -13,10 +13,20 @@ export async function startStandIn(routes) {
     req.on('data', (chunk) => (raw += chunk));
     req.on('end', () => {
       const url = new URL(req.url, 'http://127.0.0.1');
-      const body = raw ? JSON.parse(raw) : undefined;
-      requests.push({ method: req.method, path: url.pathname, search: url.search, body });
+      let body;
+      try {
+        body = raw ? JSON.parse(raw) : undefined;
+      } catch {
+        body = raw;
+      }
+      requests.push({ method: req.method, path: url.pathname, search: url.search, headers: req.headers, body });
       const handler = routes[`${req.method} ${url.pathname}`];
       const [status, json] = handler ? handler(body, url) : [404, { error: 'not_found' }];
+      if (json === undefined) {
+        res.writeHead(status);
+        res.end();
+        return;
+      }
       res.writeHead(status, { 'Content-Type': 'application/json' });
       res.end(JSON.stringify(json));
     });
