@@ -53,7 +53,12 @@ def test_sdk_exporter_spans_are_decoded(otlp_receiver, compression):
     assert server["attributes"] == {"http.route": "/api/activities/home"}
     assert inner["parent_span_id"] == server["span_id"]
     assert inner["kind"] == "INTERNAL"
-    assert inner["attributes"] == {"app.result_length": 5, "app.tags": ["a", "b"], "app.ratio": 0.5, "app.cached": False}
+    assert inner["attributes"] == {
+        "app.result_length": 5,
+        "app.tags": ["a", "b"],
+        "app.ratio": 0.5,
+        "app.cached": False,
+    }
     assert inner["events"][0]["name"] == "cache-miss"
     assert inner["events"][0]["attributes"] == {"key": "home"}
     assert inner["status"] == {"code": "ERROR", "message": "boom"}
@@ -92,7 +97,9 @@ def test_otlp_json_encoding_with_hex_ids(otlp_receiver):
                                     {"key": "http.url", "value": {"stringValue": "http://localhost:4567/x"}},
                                     {
                                         "key": "nested",
-                                        "value": {"kvlistValue": {"values": [{"key": "k", "value": {"boolValue": True}}]}},
+                                        "value": {
+                                            "kvlistValue": {"values": [{"key": "k", "value": {"boolValue": True}}]}
+                                        },
                                     },
                                 ],
                                 "status": {"code": 1},

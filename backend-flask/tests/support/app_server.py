@@ -8,6 +8,7 @@ The child gets a scrubbed copy of this process's environment (no vendor, databas
 variables leak in from the shell) plus ``env``; stdout and stderr go to files under ``log_dir``.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -106,11 +107,7 @@ class AppServer:
 
     def build_env(self):
         """The child's environment (scrubbed parent env + defaults + the caller's ``env``)."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(_SCRUBBED_PREFIXES) and k not in _SCRUBBED_NAMES
-        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES) and k not in _SCRUBBED_NAMES}
         env.update(
             {
                 "PYTHONUNBUFFERED": "1",
@@ -195,10 +192,8 @@ class AppServer:
             return (0.0, None)
         started = time.monotonic()
         if self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, sig)
-            except ProcessLookupError:
-                pass
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -211,14 +206,10 @@ class AppServer:
         return self._stop_result
 
     def _kill_group(self):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
 
     def __enter__(self):
         return self.start()

@@ -14,6 +14,7 @@ Modes (``server.mode = "..."`` at any time, from any thread):
 - ``status500`` / ``status429``: answer with that status (429 carries ``Retry-After``) and keep nothing.
 """
 
+import contextlib
 import gzip
 import http.client
 import json
@@ -95,17 +96,15 @@ class _Server(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "cruddur-stand-in/1"
 
-    def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
+    def log_message(self, format, *args):
         """Stay quiet: tests read the server's accessors, not its access log."""
 
     def _dispatch(self):

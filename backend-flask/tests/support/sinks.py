@@ -163,7 +163,9 @@ def main(argv=None):
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    sinks = Sinks(args.otlp_port, args.xray_port, args.rollbar_port, args.moto_port, args.mode, args.delay, args.retry_after)
+    sinks = Sinks(
+        args.otlp_port, args.xray_port, args.rollbar_port, args.moto_port, args.mode, args.delay, args.retry_after
+    )
     with sinks, ControlServer(sinks, port=args.control_port) as control:
         print(json.dumps({**sinks.addresses(), "control_url": control.url}), flush=True)
         while not done.wait(0.2):

@@ -1,0 +1,137 @@
+"""The X-Ray listener reads what the real SDK's UDPEmitter sends, and answers its sampling connector."""
+
+import json
+import socket
+
+import pytest
+from aws_xray_sdk.core import AWSXRayRecorder
+from aws_xray_sdk.core.emitters.udp_emitter import UDPEmitter
+from aws_xray_sdk.core.models.segment import Segment
+from aws_xray_sdk.core.sampling.connector import ServiceConnector
+
+from tests.support.waiting import wait_for
+from tests.support.xray_listener import XRayListener, flatten, otel_trace_id, parse_datagram, xray_trace_id
+
+RULE = {
+    "RuleName": "cruddur",
+    "ResourceARN": "*",
+    "Priority": 9000,
+    "FixedRate": 0.1,
+    "ReservoirSize": 5,
+    "ServiceName": "backend-flask",
+    "ServiceType": "*",
+    "Host": "*",
+    "HTTPMethod": "*",
+    "URLPath": "*",
+    "Version": 1,
+    "Attributes": {},
+}
+
+
+def recorder_for(listener, streaming_threshold=100):
+    """A recorder of its own (not the global one) sending to ``listener``."""
+    recorder = AWSXRayRecorder()
+    recorder.configure(
+        daemon_address=listener.daemon_address,
+        sampling=False,
+        context_missing="LOG_ERROR",
+        streaming_threshold=streaming_threshold,
+        service="backend-flask",
+    )
+    return recorder
+
+
+def test_segment_with_nested_subsegments(xray_listener):
+    recorder = recorder_for(xray_listener)
+    segment = recorder.begin_segment("backend-flask")
+    recorder.put_annotation("handle", "andrewbrown")
+    recorder.begin_subsegment("home-activities")
+    recorder.put_metadata("result_length", 5, "app")
+    recorder.begin_subsegment("sqlite")
+    recorder.end_subsegment()
+    recorder.end_subsegment()
+    recorder.end_segment()
+
+    (received,) = xray_listener.wait_for_segments()
+    assert received["trace_id"] == segment.trace_id
+    assert received["id"] == segment.id
+    assert received["name"] == "backend-flask"
+    assert received["annotations"] == {"handle": "andrewbrown"}
+    assert [e["name"] for e in flatten(received)] == ["backend-flask", "home-activities", "sqlite"]
+    assert [s["name"] for s in xray_listener.subsegments()] == ["home-activities", "sqlite"]
+    assert xray_listener.subsegments()[0]["metadata"] == {"app": {"result_length": 5}}
+    assert len(xray_listener.entities()) == 3
+    assert xray_listener.documents_for_trace(segment.trace_id) == [received]
+
+
+def test_streamed_subsegments_arrive_as_their_own_documents(xray_listener):
+    recorder = recorder_for(xray_listener, streaming_threshold=1)
+    segment = recorder.begin_segment("backend-flask")
+    for index in range(3):
+        recorder.begin_subsegment(f"query-{index}")
+        recorder.end_subsegment()
+    recorder.end_segment()
+
+    xray_listener.wait_for_segments()
+    documents = xray_listener.documents()
+    streamed = [d for d in documents if d.get("type") == "subsegment"]
+    # Past the threshold, finished subsegments leave the segment and travel as their own documents.
+    assert streamed and {d["name"] for d in streamed} <= {"query-0", "query-1", "query-2"}
+    assert all(d["trace_id"] == segment.trace_id and d["parent_id"] == segment.id for d in streamed)
+    assert len(xray_listener.segments()) == 1
+    assert sorted(s["name"] for s in xray_listener.subsegments()) == ["query-0", "query-1", "query-2"]
+
+
+def test_trace_id_conversions_round_trip():
+    otel = "5b8efff798038103d269b633813fc60c"
+    assert xray_trace_id(otel) == "1-5b8efff7-98038103d269b633813fc60c"
+    assert otel_trace_id(xray_trace_id(otel.upper())) == otel
+
+
+def test_malformed_datagrams_are_kept_apart(xray_listener):
+    emitter = UDPEmitter(xray_listener.daemon_address)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for junk in (b"no header", b'{"format":"xml","version":1}\n{}', b'{"format":"json","version":1}\n{oops'):
+            sock.sendto(junk, ("127.0.0.1", xray_listener.port))
+    emitter.send_entity(Segment("after-junk"))
+    xray_listener.wait_for_segments()
+    assert len(xray_listener.malformed()) == 3
+    assert [d["name"] for d in xray_listener.documents()] == ["after-junk"]
+    with pytest.raises(ValueError):
+        parse_datagram(b"no header")
+    assert parse_datagram(b'{"format":"json","version":1}\n{"a":1}') == ({"format": "json", "version": 1}, {"a": 1})
+
+
+def test_refuse_closes_the_port_and_ok_rebinds_it():
+    with XRayListener() as listener:
+        port = listener.port
+        emitter = UDPEmitter(listener.daemon_address)
+        listener.mode = "refuse"
+        emitter.send_entity(Segment("lost"))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", port))  # nobody holds the port while refusing
+        listener.mode = "ok"
+        assert listener.port == port
+        emitter.send_entity(Segment("delivered"))
+        listener.wait_for_segments()
+        assert [d["name"] for d in listener.documents()] == ["delivered"]
+        listener.mode = "drop"
+        emitter.send_entity(Segment("dropped"))
+        wait_for(lambda: listener.datagram_count == 2)
+        assert [d["name"] for d in listener.documents()] == ["delivered"]
+
+
+def test_sampling_api_answers_the_sdk_connector():
+    with XRayListener(sampling_rules=[RULE]) as listener:
+        assert listener.sampling.port == listener.port
+        connector = ServiceConnector()
+        connector.setup_xray_client(listener.host, listener.port, None)
+        (rule,) = connector.fetch_sampling_rules()
+        assert (rule.name, rule.rate, rule.priority, rule.can_borrow) == ("cruddur", 0.1, 9000, True)
+        targets, _modified = connector.fetch_sampling_target([rule])
+        assert targets["cruddur"]["rate"] == 0.1
+        paths = [r.path for r in listener.sampling.requests()]
+        assert paths == ["/GetSamplingRules", "/SamplingTargets"]
+        assert json.loads(listener.sampling.requests()[1].body)["SamplingStatisticsDocuments"][0]["RuleName"] == (
+            "cruddur"
+        )
