@@ -142,7 +142,14 @@ export async function serveStatic(root, port) {
   });
   server.listen(port, '127.0.0.1');
   await once(server, 'listening');
-  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(resolve)) };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise((resolve) => {
+        server.close(resolve);
+        server.closeAllConnections();
+      }),
+  };
 }
 
 /** The OTLP receiver from the backend's test support; collects every span it prints. */
@@ -155,6 +162,7 @@ export async function startOtlpReceiver() {
   ], { cwd: BACKEND_DIR, env: { ...process.env, PYTHONUNBUFFERED: '1' } });
   const spans = [];
   let ready;
+  let timer;
   const started = new Promise((resolve) => (ready = resolve));
   child.stdoutLines.on('line', (line) => {
     let parsed;
@@ -172,11 +180,15 @@ export async function startOtlpReceiver() {
     child.exited.then(() => {
       throw new Error(`the OTLP receiver exited before it was ready:\n${child.tail()}`);
     }),
-    new Promise((_, reject) => setTimeout(() => reject(new Error('the OTLP receiver did not start')), 30000)),
-  ]).catch(async (error) => {
-    await child.stop();
-    throw error;
-  });
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error('the OTLP receiver did not start')), 30000);
+    }),
+  ])
+    .catch(async (error) => {
+      await child.stop();
+      throw error;
+    })
+    .finally(() => clearTimeout(timer));
   progress(`OTLP receiver at ${info.url}`);
   return { url: info.url, spans, child, stop: () => child.stop() };
 }
@@ -222,8 +234,10 @@ export async function startStack() {
   const stack = {
     tmp,
     async stop() {
-      for (const stopper of stoppers.reverse()) {
-        await stopper().catch((error) => progress(`stopping: ${error.message}`));
+      for (const [name, stopper] of stoppers.reverse()) {
+        const started = Date.now();
+        await stopper().catch((error) => progress(`stopping ${name}: ${error.message}`));
+        progress(`stopped ${name} in ${Date.now() - started} ms`);
       }
       fs.rmSync(tmp, { recursive: true, force: true });
     },
@@ -232,7 +246,7 @@ export async function startStack() {
     const [backendPort, frontendPort] = [await freePort(), await freePort()];
     stack.frontendUrl = `http://127.0.0.1:${frontendPort}`;
     stack.receiver = await startOtlpReceiver();
-    stoppers.push(stack.receiver.stop);
+    stoppers.push(['the OTLP receiver', stack.receiver.stop]);
     const backendUrl = `http://127.0.0.1:${backendPort}`;
     const dist = path.join(tmp, 'dist');
     const [backend] = await Promise.all([
@@ -242,14 +256,14 @@ export async function startStack() {
         dbDir: tmp,
         env: { OTEL_EXPORTER_OTLP_ENDPOINT: stack.receiver.url },
       }).then((started) => {
-        stoppers.push(started.stop);
+        stoppers.push(['the backend', started.stop]);
         return started;
       }),
       buildFrontend(backendUrl, dist),
     ]);
     stack.backend = backend;
     const frontend = await serveStatic(dist, frontendPort);
-    stoppers.push(frontend.close);
+    stoppers.push(['the frontend server', frontend.close]);
     progress(`frontend at ${stack.frontendUrl}`);
     return stack;
   } catch (error) {
