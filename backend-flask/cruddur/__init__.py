@@ -45,6 +45,9 @@ def create_app(config: Config | None = None) -> Flask:
     from .telemetry import shutdown, tracing
 
     tracing.init_app(app)
+    from .telemetry import cloudwatch
+
+    cloudwatch.init_app(app)
     from .telemetry import rollbar
 
     rollbar.init_app(app)

@@ -1,0 +1,224 @@
+"""CloudWatch Logs through watchtower, against moto in server mode (read back through boto3).
+
+The fault cases use loopback stand-ins: a closed port (connection refused) and a server that accepts
+and never answers (blackhole). Each test removes and closes its handler so nothing leaks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import urllib.request
+
+import pytest
+
+from cruddur import create_app
+from cruddur.telemetry.cloudwatch import BoundedCloudWatchHandler
+from cruddur.telemetry.status import IntegrationStatus
+from tests.support.faulty_http import FaultyHTTPServer, closed_port
+from tests.support.moto_logs import FAKE_CREDENTIALS, REGION
+from tests.support.waiting import wait_for
+
+ACCESS = "cruddur.access"
+
+
+@pytest.fixture
+def aws_env(monkeypatch, tmp_path):
+    """Point boto3's standard resolution at `endpoint` (and nowhere else: no profile, no real config)."""
+
+    def point_at(endpoint: str) -> None:
+        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+        monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", endpoint)
+        monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+        for name, value in FAKE_CREDENTIALS.items():
+            monkeypatch.setenv(name, value)
+
+    return point_at
+
+
+@pytest.fixture
+def cloudwatch_app(config, aws_env):
+    """`cloudwatch_app(endpoint, group)` builds the app with CloudWatch Logs on; teardown detaches it."""
+    handlers = []
+
+    def build(endpoint: str, group: str):
+        aws_env(endpoint)
+        app = create_app(config.replace(cloudwatch_log_group=group))
+        handlers.append(app.extensions["cruddur.cloudwatch"])
+        return app
+
+    yield build
+    for handler in handlers:
+        logging.getLogger().removeHandler(handler)
+        handler.shutdown(0.5)
+        handler.close()
+
+
+def cloudwatch_handlers():
+    return [h for h in logging.getLogger().handlers if isinstance(h, BoundedCloudWatchHandler)]
+
+
+def test_access_log_events_arrive_as_json_with_the_trace_id(cloudwatch_app, moto_logs, log_group):
+    app = cloudwatch_app(moto_logs.endpoint, log_group)
+    client = app.test_client()
+    responses = {
+        200: client.get("/api/activities/home?term=x"),
+        404: client.get("/api/activities/@nobody-by-that-name"),
+        500: client.get("/rollbar/test/exception"),
+    }
+    assert {status: r.status_code for status, r in responses.items()} == {200: 200, 404: 404, 500: 500}
+    handler = app.extensions["cruddur.cloudwatch"]
+    assert handler.flush(10)
+
+    # flush() returns once the batch was answered: no polling needed.
+    events = [e for e in moto_logs.events(log_group) if (e["json"] or {}).get("logger") == ACCESS]
+    assert len(events) == 3
+    by_status = {e["json"]["status"]: e for e in events}
+    expected_level = {200: "INFO", 404: "WARNING", 500: "ERROR"}
+    for status, response in responses.items():
+        record = by_status[status]["json"]
+        _version, trace_id, span_id, _flags = response.headers["traceresponse"].split("-")
+        assert record["trace_id"] == trace_id
+        assert record["span_id"] == span_id
+        assert record["xray_trace_id"] == f"1-{trace_id[:8]}-{trace_id[8:]}"
+        assert record["level"] == expected_level[status]
+        assert {"method", "path", "duration_ms", "remote_addr", "user_agent", "message"} <= set(record)
+    assert by_status[200]["json"]["path"] == "/api/activities/home?term=x"
+    # One stream per worker process.
+    assert {e["logStreamName"] for e in events} == {f"backend-flask/{socket.gethostname()}/{os.getpid()}"}
+
+    health = client.get("/api/health-check").get_json()["integrations"]["cloudwatch"]
+    assert health["enabled"] is True
+    assert health["sent"] >= 3 and health["dropped"] == 0 and health["failed"] == 0
+
+
+def test_app_shutdown_delivers_queued_events_last(cloudwatch_app, moto_logs, log_group):
+    app = cloudwatch_app(moto_logs.endpoint, log_group)
+    flushes = app.extensions["cruddur.shutdown"]
+    assert max(flushes._callbacks, key=lambda c: c[0])[1] == "cloudwatch"  # logs go last
+    client = app.test_client()
+    for _ in range(5):
+        assert client.get("/api/activities/home").status_code == 200
+    flushes.run()  # what SIGTERM / interpreter exit runs; nothing was sent yet (5 s send interval)
+
+    records = moto_logs.records(log_group)  # no waiting: shutdown returns after delivery
+    assert len([r for r in records if r["logger"] == ACCESS]) == 5
+    status = app.extensions["cruddur.integrations"]["cloudwatch"]
+    assert status.sent == len(records) and status.failed == 0
+
+
+@pytest.mark.parametrize("fault", ["refused", "blackhole"])
+def test_unreachable_endpoint_neither_blocks_startup_nor_requests(cloudwatch_app, log_group, fault):
+    with FaultyHTTPServer(mode="blackhole") as blackhole:
+        endpoint = blackhole.url if fault == "blackhole" else f"http://127.0.0.1:{closed_port()}"
+        started = time.monotonic()
+        app = cloudwatch_app(endpoint, log_group)
+        assert time.monotonic() - started < 2.0
+        client = app.test_client()
+        for _ in range(20):
+            assert client.get("/api/activities/home").status_code == 200
+        handler = app.extensions["cruddur.cloudwatch"]
+        status = app.extensions["cruddur.integrations"]["cloudwatch"]
+        if fault == "refused":
+            handler.flush(0.0)  # send now instead of after the interval
+            wait_for(lambda: status.failed >= 1, timeout=20, message="the refused send was not counted")
+            assert status.dropped >= 20 and status.sent == 0
+        else:
+            handler.flush(0.0)
+            wait_for(lambda: blackhole.request_count >= 1, timeout=10, message="the sender never connected")
+            started = time.monotonic()
+            handler.shutdown(1.0)  # the sender is stuck in a read: give up and count
+            assert time.monotonic() - started < 5.0
+            assert status.dropped >= 20 and status.sent == 0
+
+
+def test_the_queue_is_bounded_and_drops_are_counted(aws_env, caplog):
+    with FaultyHTTPServer(mode="blackhole") as blackhole:
+        aws_env(blackhole.url)
+        status = IntegrationStatus("cloudwatch", True, "test")
+        handler = BoundedCloudWatchHandler("cap-test", "backend-flask", status, capacity=50)
+        logger = logging.getLogger("tests.cloudwatch.capacity")
+        logger.propagate = False
+        logger.addHandler(handler)
+        try:
+            logger.warning("first")
+            handler.flush(0.0)  # the sender takes it and hangs on the blackholed endpoint
+            wait_for(lambda: blackhole.request_count >= 1, timeout=10, message="the sender never connected")
+            with caplog.at_level(logging.WARNING, logger="cruddur.telemetry.cloudwatch"):
+                for i in range(57):
+                    logger.warning("event %d", i)
+            assert status.status()["queued"] == 50
+            assert status.dropped == 7
+            full = [r for r in caplog.records if "queue is full" in r.getMessage()]
+            assert len(full) == 1  # rate-limited: one line, not seven
+            handler.shutdown(0.2)
+            assert status.dropped == 7 + 51  # everything accepted but never delivered is counted too
+            assert status.sent == 0
+        finally:
+            logger.removeHandler(handler)
+            logger.propagate = True
+            handler.close()
+
+
+@pytest.fixture
+def botocore_debug():
+    """botocore at DEBUG logs every request it makes: shipping those would feed itself."""
+    botocore = logging.getLogger("botocore")
+    previous = botocore.level
+    botocore.setLevel(logging.DEBUG)  # setLevel (not assignment) also resets the loggers' level caches
+    yield
+    botocore.setLevel(previous)
+
+
+def test_aws_sdk_and_own_records_are_never_shipped(cloudwatch_app, moto_logs, log_group, botocore_debug):
+    app = cloudwatch_app(moto_logs.endpoint, log_group)
+    handler = app.extensions["cruddur.cloudwatch"]
+    excluded = ["watchtower", "botocore.endpoint", "boto3.resources", "urllib3.connectionpool", "s3transfer"]
+    excluded.append("cruddur.telemetry.cloudwatch")
+    for name in excluded:
+        logging.getLogger(name).warning("excluded-marker from %s", name)
+    logging.getLogger("botocore_lookalike").warning("kept-marker")
+    assert handler.flush(10)
+    assert handler.flush(10)  # a second batch: the first one's botocore DEBUG lines had their chance
+    records = moto_logs.records(log_group)
+    assert any(r["message"] == "kept-marker" for r in records)
+    assert not [r for r in records if "excluded-marker" in r["message"]]
+    assert not [r for r in records if r["logger"].split(".")[0] in {"botocore", "urllib3", "boto3"}]
+
+
+def test_off_when_the_log_group_is_unset(app, client):
+    assert not cloudwatch_handlers()
+    assert "cruddur.cloudwatch" not in app.extensions
+    status = client.get("/api/health-check").get_json()["integrations"]["cloudwatch"]
+    assert status["enabled"] is False and "CLOUDWATCH_LOG_GROUP" in status["reason"]
+
+
+def test_off_without_a_region(config, aws_env, monkeypatch, log_group):
+    aws_env("http://127.0.0.1:9")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    app = create_app(config.replace(cloudwatch_log_group=log_group))
+    assert not cloudwatch_handlers()
+    assert app.extensions["cruddur.integrations"]["cloudwatch"].enabled is False
+
+
+@pytest.mark.slow
+def test_each_gunicorn_worker_ships_its_own_stream(app_server_factory, moto_logs, log_group):
+    server = app_server_factory({**moto_logs.env(), "CLOUDWATCH_LOG_GROUP": log_group}, workers=2)
+    workers = server.wait_for_workers(2)
+    for _ in range(10):
+        with urllib.request.urlopen(server.url + "/api/activities/home", timeout=10) as response:
+            assert response.status == 200
+    _duration, returncode = server.stop()
+    assert returncode == 0
+
+    events = moto_logs.events(log_group)
+    access = [e for e in events if (e["json"] or {}).get("path") == "/api/activities/home"]
+    assert len(access) == 10  # shipped at SIGTERM, nothing lost
+    started = [e for e in events if (e["json"] or {}).get("message") == "cruddur started"]
+    streams = {e["logStreamName"] for e in started}
+    assert streams == {f"backend-flask/{socket.gethostname()}/{pid}" for pid in workers}
