@@ -17,3 +17,6 @@ preload_app = False
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn 27 opens a control socket at one shared path per user; several servers on one
+# machine (tests, benchmarks) would fight over it, and Cruddur does not use it.
+control_socket_disable = True

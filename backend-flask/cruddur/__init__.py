@@ -9,7 +9,8 @@ from flask_cors import CORS
 
 from . import errors, logs, store
 from .config import Config
-from .routes import activities, health, messages, rollbar_test
+from .privacy import RedactQueryMiddleware
+from .routes import activities, health, messages, rollbar_test, telemetry
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +38,24 @@ def create_app(config: Config | None = None) -> Flask:
         expose_headers=CORS_EXPOSE_HEADERS,
         max_age=600,
     )
-    for blueprint in (activities.bp, messages.bp, health.bp, rollbar_test.bp):
+    for blueprint in (activities.bp, messages.bp, health.bp, rollbar_test.bp, telemetry.bp):
         app.register_blueprint(blueprint)
 
     # Integrations, one module each; each installs nothing when its variable is unset.
     # Order: tracing first (the others read its trace ids).
-    from .telemetry import shutdown, tracing
+    from .telemetry import relay, shutdown, tracing, xray
 
     tracing.init_app(app)
     from .telemetry import cloudwatch
 
     cloudwatch.init_app(app)
+    relay.init_app(app)
     from .telemetry import rollbar
 
     rollbar.init_app(app)
+    xray.init_app(app)
     shutdown.init_app(app)
+    # Outermost WSGI layer, so no instrumentation ever sees a credential in a URL.
+    app.wsgi_app = RedactQueryMiddleware(app.wsgi_app)
     log.info("cruddur started", extra={"env": config.env, "version": config.code_version})
     return app

@@ -136,7 +136,7 @@ class Config:
             cloudwatch_log_group=get("CLOUDWATCH_LOG_GROUP"),
             rollbar_access_token=get("ROLLBAR_ACCESS_TOKEN"),
             rollbar_endpoint=get("ROLLBAR_ENDPOINT"),
-            rollbar_environment=get("ROLLBAR_ENVIRONMENT") or env,
+            rollbar_environment=get("ROLLBAR_ENVIRONMENT"),  # empty: CRUDDUR_ENV
         )
 
     @property

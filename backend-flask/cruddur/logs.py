@@ -9,7 +9,12 @@ import time
 
 from flask import Flask, g, request
 
+from .telemetry.status import RateLimitFilter
+
 ACCESS_LOGGER = "cruddur.access"
+# Libraries that log a line (often with a traceback) per failed export or poll: at most one line
+# per kind per minute reaches the handlers, so a vendor outage cannot flood the logs.
+NOISY_LOGGER_PREFIXES = ("opentelemetry", "aws_xray_sdk", "watchtower", "botocore", "urllib3", "rollbar")
 
 # Attributes every LogRecord has; anything else passed with `extra=` goes into the JSON line.
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -46,16 +51,33 @@ class TraceContextFilter(logging.Filter):
         return True
 
 
+class StdoutHandler(logging.StreamHandler):
+    """Writes to whatever sys.stdout is at the time (test runners and servers swap it)."""
+
+    def __init__(self):
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):
+        """The current sys.stdout."""
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def configure(level: int = logging.INFO) -> logging.Handler:
     """Send the root logger to stdout as JSON lines (once per process)."""
     root = logging.getLogger()
     for handler in root.handlers:
         if getattr(handler, "_cruddur", False):
             return handler
-    handler = logging.StreamHandler(sys.stdout)
+    handler = StdoutHandler()
     handler._cruddur = True
     handler.setFormatter(JsonFormatter())
     handler.addFilter(TraceContextFilter())
+    handler.addFilter(RateLimitFilter(NOISY_LOGGER_PREFIXES))
     root.addHandler(handler)
     root.setLevel(level)
     return handler

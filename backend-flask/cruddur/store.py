@@ -50,6 +50,10 @@ class Store:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
 
+    def _execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        # Through a cursor, so an instrumented connection (OpenTelemetry) sees every statement.
+        return self.conn.cursor().execute(sql, params)
+
     # -- schema ---------------------------------------------------------------------------------
     def create_schema(self) -> None:
         """Create the tables if they do not exist."""
@@ -57,28 +61,26 @@ class Store:
 
     def transaction(self):
         """A write transaction that takes the database lock up front (no upgrade deadlocks)."""
-        return _Transaction(self.conn)
+        return _Transaction(self)
 
     def is_seeded(self) -> bool:
         """Whether the seed data has been written."""
-        row = self.conn.execute("SELECT value FROM schema_meta WHERE key = 'seeded'").fetchone()
+        row = self._execute("SELECT value FROM schema_meta WHERE key = 'seeded'").fetchone()
         return row is not None
 
     def mark_seeded(self, when: datetime) -> None:
         """Record that the seed data was written."""
-        self.conn.execute("INSERT INTO schema_meta (key, value) VALUES ('seeded', ?)", (iso(when),))
+        self._execute("INSERT INTO schema_meta (key, value) VALUES ('seeded', ?)", (iso(when),))
 
     # -- users ----------------------------------------------------------------------------------
     def user_by_handle(self, handle: str) -> sqlite3.Row | None:
         """The user with this handle, or None."""
-        return self.conn.execute(
-            "SELECT uuid, handle, display_name FROM users WHERE handle = ?", (handle,)
-        ).fetchone()
+        return self._execute("SELECT uuid, handle, display_name FROM users WHERE handle = ?", (handle,)).fetchone()
 
     def insert_user(self, handle: str, display_name: str, now: datetime) -> str:
         """Create a user and return its uuid."""
         user_uuid = new_uuid()
-        self.conn.execute(
+        self._execute(
             "INSERT INTO users (uuid, handle, display_name, created_at) VALUES (?, ?, ?, ?)",
             (user_uuid, handle, display_name, iso(now)),
         )
@@ -86,7 +88,7 @@ class Store:
 
     # -- activities -----------------------------------------------------------------------------
     def _activities(self, where: str, params: tuple, limit: int) -> list[dict]:
-        rows = self.conn.execute(
+        rows = self._execute(
             f"SELECT {ACTIVITY_COLUMNS} FROM activities a JOIN users u ON u.uuid = a.user_uuid "
             f"WHERE {where} ORDER BY a.created_at DESC, a.uuid DESC LIMIT ?",
             (*params, limit),
@@ -132,7 +134,7 @@ class Store:
         if not parent_uuids:
             return by_parent
         marks = ", ".join("?" for _ in parent_uuids)
-        rows = self.conn.execute(
+        rows = self._execute(
             f"SELECT {ACTIVITY_COLUMNS} FROM activities a JOIN users u ON u.uuid = a.user_uuid "
             f"WHERE a.reply_to_activity_uuid IN ({marks}) AND a.expires_at > ? "
             "ORDER BY a.created_at, a.uuid",
@@ -152,13 +154,13 @@ class Store:
     ) -> str:
         """Store a crud (or a reply, keeping the parent's replies_count true); return its uuid."""
         activity_uuid = new_uuid()
-        self.conn.execute(
+        self._execute(
             "INSERT INTO activities (uuid, user_uuid, message, reply_to_activity_uuid,"
             " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
             (activity_uuid, user_uuid, message, reply_to, iso(now), iso(expires_at)),
         )
         if reply_to is not None:
-            self.conn.execute(
+            self._execute(
                 "UPDATE activities SET replies_count = replies_count + 1 WHERE uuid = ?",
                 (reply_to,),
             )
@@ -167,7 +169,7 @@ class Store:
     # -- messages -------------------------------------------------------------------------------
     def message_groups(self, user_uuid: str, limit: int) -> list[dict]:
         """The user's conversations, each with the other member and its latest message."""
-        rows = self.conn.execute(
+        rows = self._execute(
             "SELECT mg.uuid, u.display_name, u.handle, m.message, m.created_at"
             " FROM message_groups mg"
             " JOIN users u ON u.uuid = CASE WHEN mg.user_a_uuid = ? THEN mg.user_b_uuid"
@@ -184,7 +186,7 @@ class Store:
     def message_group_between(self, user_uuid: str, other_uuid: str) -> str | None:
         """The uuid of the conversation between two users, or None."""
         a, b = sorted((user_uuid, other_uuid))
-        row = self.conn.execute(
+        row = self._execute(
             "SELECT uuid FROM message_groups WHERE user_a_uuid = ? AND user_b_uuid = ?", (a, b)
         ).fetchone()
         return row["uuid"] if row else None
@@ -193,7 +195,7 @@ class Store:
         """Start a conversation between two users; return its uuid."""
         a, b = sorted((user_uuid, other_uuid))
         group_uuid = new_uuid()
-        self.conn.execute(
+        self._execute(
             "INSERT INTO message_groups (uuid, user_a_uuid, user_b_uuid, created_at) VALUES (?, ?, ?, ?)",
             (group_uuid, a, b, iso(now)),
         )
@@ -201,7 +203,7 @@ class Store:
 
     def messages(self, group_uuid: str, limit: int) -> list[dict]:
         """A conversation's latest messages, oldest first."""
-        rows = self.conn.execute(
+        rows = self._execute(
             f"SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.uuid = m.user_uuid"
             " WHERE m.message_group_uuid = ? ORDER BY m.created_at DESC, m.uuid DESC LIMIT ?",
             (group_uuid, limit),
@@ -211,12 +213,11 @@ class Store:
     def insert_message(self, group_uuid: str, user_uuid: str, message: str, now: datetime) -> dict:
         """Store a message and return it in the API's shape."""
         message_uuid = new_uuid()
-        self.conn.execute(
-            "INSERT INTO messages (uuid, message_group_uuid, user_uuid, message, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
+        self._execute(
+            "INSERT INTO messages (uuid, message_group_uuid, user_uuid, message, created_at) VALUES (?, ?, ?, ?, ?)",
             (message_uuid, group_uuid, user_uuid, message, iso(now)),
         )
-        row = self.conn.execute(
+        row = self._execute(
             f"SELECT {MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.uuid = m.user_uuid WHERE m.uuid = ?",
             (message_uuid,),
         ).fetchone()
@@ -224,15 +225,15 @@ class Store:
 
 
 class _Transaction:
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
+    def __init__(self, store: Store):
+        self.store = store
 
     def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
+        self.store._execute("BEGIN IMMEDIATE")
+        return self.store
 
     def __exit__(self, exc_type, exc, tb):
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        self.store._execute("ROLLBACK" if exc_type else "COMMIT")
         return False
 
 
@@ -262,7 +263,9 @@ def _activity(row: sqlite3.Row) -> dict:
 def get_store() -> Store:
     """The request's store, opened on first use and closed at teardown."""
     if "store" not in g:
-        g.store = Store(connect(current_app.extensions["cruddur.database_path"]))
+        conn = connect(current_app.extensions["cruddur.database_path"])
+        instrument = current_app.extensions.get("cruddur.instrument_connection")
+        g.store = Store(instrument(conn) if instrument else conn)
     return g.store
 
 

@@ -16,6 +16,4 @@ def health_check():
         name: integration.status()
         for name, integration in current_app.extensions.get("cruddur.integrations", {}).items()
     }
-    return jsonify(
-        {"success": True, "version": config().code_version, "env": config().env, "integrations": status}
-    )
+    return jsonify({"success": True, "version": config().code_version, "env": config().env, "integrations": status})

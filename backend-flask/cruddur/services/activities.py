@@ -8,6 +8,7 @@ from werkzeug.exceptions import NotFound
 
 from ..errors import ValidationFailed
 from ..store import Store
+from ..telemetry.tracing import span
 from .validation import message_errors, text_field
 
 MAX_CHARS = 280
@@ -36,8 +37,12 @@ def _with_replies(store: Store, activities: list[dict], now: datetime) -> list[d
 
 def home_activities(store: Store) -> list[dict]:
     """Everyone's unexpired cruds, newest first, each with its replies."""
-    now = _now()
-    return _with_replies(store, store.home_activities(now, FEED_LIMIT), now)
+    with span("home_activities") as current:
+        now = _now()
+        results = _with_replies(store, store.home_activities(now, FEED_LIMIT), now)
+        current.set_attribute("app.now", now.isoformat())
+        current.set_attribute("app.result_length", len(results))
+        return results
 
 
 def user_activities(store: Store, handle: str) -> list[dict]:
@@ -62,8 +67,11 @@ def search_activities(store: Store, term: str | None) -> list[dict]:
     words = (term or "").split()
     if not words:
         raise ValidationFailed(["search_term_blank"])
-    now = _now()
-    return _with_replies(store, store.search_activities(words, now, FEED_LIMIT), now)
+    with span("search_activities", **{"app.search_words": len(words)}) as current:
+        now = _now()
+        results = _with_replies(store, store.search_activities(words, now, FEED_LIMIT), now)
+        current.set_attribute("app.result_length", len(results))
+        return results
 
 
 def show_activity(store: Store, activity_uuid: str) -> dict:
@@ -82,13 +90,16 @@ def create_activity(store: Store, acting_handle: str, body: dict) -> dict:
     errors = message_errors(message, MAX_CHARS)
     if ttl not in TTLS:
         errors.append("ttl_blank")
-    if errors:
-        raise ValidationFailed(errors)
-    now = _now()
-    with store.transaction():
-        user = store.user_by_handle(acting_handle)
-        activity_uuid = store.insert_activity(user["uuid"], message, now, now + TTLS[ttl])
-    return store.activity(activity_uuid, now)
+    with span("create_activity", **{"app.ttl": str(ttl), "app.message_length": len(message or "")}) as current:
+        if errors:
+            current.set_attribute("app.errors", errors)
+            raise ValidationFailed(errors)
+        now = _now()
+        with store.transaction():
+            user = store.user_by_handle(acting_handle)
+            activity_uuid = store.insert_activity(user["uuid"], message, now, now + TTLS[ttl])
+        current.set_attribute("app.activity_uuid", activity_uuid)
+        return store.activity(activity_uuid, now)
 
 
 def reply_to_activity(store: Store, acting_handle: str, activity_uuid: str, body: dict) -> dict:

@@ -46,7 +46,9 @@ class Flushes:
                 flush(left)
             except Exception:
                 log.warning("flushing %s failed", name, exc_info=True)
-            log.info("flushed %s in %.3f s", name, time.monotonic() - started)
+            took = time.monotonic() - started
+            if took > 0.05:
+                log.info("flushed %s in %.3f s", name, took)
 
 
 def init_app(app: Flask) -> Flushes:

@@ -1,27 +1,103 @@
-"""OpenTelemetry: every request gets a trace (X-Ray-compatible ids); export to OTLP/HTTP when set."""
+"""OpenTelemetry: every request gets a trace (X-Ray-compatible ids); export to OTLP/HTTP when set.
+
+The trace context is always on, because the contract puts the trace id in every response
+(`traceresponse`) and every log line. Export is the integration: it is on when an OTLP endpoint
+(or HONEYCOMB_API_KEY) is configured, or OTEL_TRACES_EXPORTER=console.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
+from contextlib import contextmanager
 
-from flask import Flask
-from opentelemetry import propagate
+from flask import Flask, current_app
+from opentelemetry import propagate, trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.propagators import (
     TraceResponsePropagator,
     set_global_response_propagator,
 )
-from opentelemetry.propagators.aws import AwsXRayPropagator
+from opentelemetry.instrumentation.requests import RequestsInstrumentor
+from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
 from opentelemetry.propagators.composite import CompositePropagator
-from opentelemetry.sdk.extension.aws.trace import AwsXRayIdGenerator
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ..config import Config
+from .propagation import RootAdoptingIdGenerator, XRayRootPropagator
+from .shutdown import on_shutdown
+from .status import IntegrationStatus, announce, register
 
 log = logging.getLogger(__name__)
 TRACER_NAME = "cruddur"
+# Export attempts are bounded (the exporter retries with backoff inside this deadline) and run on
+# the batch processor's thread, never on a request.
+EXPORT_TIMEOUT_SECONDS = 10
+
+
+class CountingExporter(SpanExporter):
+    """Counts what the wrapped exporter delivered or lost, for the health check."""
+
+    def __init__(self, exporter: SpanExporter, status: IntegrationStatus):
+        self.exporter = exporter
+        self.status = status
+
+    def export(self, spans) -> SpanExportResult:
+        """Export one batch and count it."""
+        try:
+            result = self.exporter.export(spans)
+        except Exception as error:  # an exporter bug must not kill the batch thread
+            result = SpanExportResult.FAILURE
+            self.status.record_error(error)
+        if result is SpanExportResult.SUCCESS:
+            self.status.record_sent(len(spans))
+        else:
+            self.status.record_error("export failed")
+            self.status.record_dropped(len(spans))
+        return result
+
+    def shutdown(self, timeout_millis: float = 30_000) -> None:
+        """Shut the wrapped exporter down."""
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Nothing is buffered here."""
+        return True
+
+
+class CountingBatchSpanProcessor(BatchSpanProcessor):
+    """The SDK's batch processor, counting the spans it drops when its bounded queue is full."""
+
+    def __init__(self, exporter: CountingExporter, **kwargs):
+        super().__init__(exporter, **kwargs)
+        self.status = exporter.status
+        self.status.set_queue_probe(lambda: len(self._batch_processor._queue))
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue the span (the deque drops the oldest when full: count that)."""
+        queue = self._batch_processor._queue
+        if len(queue) >= queue.maxlen:
+            self.status.record_dropped()
+        super().on_end(span)
+
+
+class _Stdout:
+    """sys.stdout as it is when written to (ConsoleSpanExporter binds the stream at import)."""
+
+    def write(self, text: str) -> None:
+        sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def build_provider(config: Config) -> TracerProvider:
@@ -34,17 +110,63 @@ def build_provider(config: Config) -> TracerProvider:
             "deployment.environment.name": config.env,
         }
     )
-    return TracerProvider(resource=resource, id_generator=AwsXRayIdGenerator())
+    # Our shutdown path flushes within gunicorn's graceful timeout; the SDK's own atexit hook
+    # would wait up to 30 s per processor.
+    return TracerProvider(resource=resource, id_generator=RootAdoptingIdGenerator(), shutdown_on_exit=False)
+
+
+def _exporter(config: Config) -> tuple[SpanExporter | None, str]:
+    if config.traces_exporter == "console":
+        return ConsoleSpanExporter(service_name=config.service_name, out=_Stdout()), "OTEL_TRACES_EXPORTER=console"
+    if config.traces_url:
+        exporter = OTLPSpanExporter(
+            endpoint=config.traces_url, headers=config.otlp_headers, timeout=EXPORT_TIMEOUT_SECONDS
+        )
+        return exporter, f"OTLP/HTTP to {config.traces_url}"
+    return None, "no OTEL_EXPORTER_OTLP_ENDPOINT or HONEYCOMB_API_KEY"
 
 
 def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
-    """Trace every request; returns whether spans are exported anywhere."""
+    """Trace every request; export spans when configured. Returns whether export is on."""
     config: Config = app.extensions["cruddur.config"]
     provider = provider or build_provider(config)
+    exporter, reason = _exporter(config)
+    status = IntegrationStatus("opentelemetry", exporter is not None, reason)
+    if exporter is not None:
+        processor = CountingBatchSpanProcessor(CountingExporter(exporter, status))
+        provider.add_span_processor(processor)
+        # BatchSpanProcessor.shutdown() takes no timeout (it would wait 30 s on a blackholed
+        # endpoint); its inner batch processor does.
+        on_shutdown(app, 10, "opentelemetry", lambda seconds: processor._batch_processor.shutdown(int(seconds * 1000)))
     app.extensions["cruddur.tracer_provider"] = provider
     app.extensions["cruddur.tracer"] = provider.get_tracer(TRACER_NAME)
-    # Continue a W3C traceparent or an X-Ray header, whichever the caller sent.
-    propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), AwsXRayPropagator()]))
+    app.extensions["cruddur.instrument_connection"] = lambda conn: SQLite3Instrumentor.instrument_connection(
+        conn, tracer_provider=provider
+    )
+
+    # Continue a W3C traceparent or an X-Ray header, whichever the caller sent, and answer with
+    # `traceresponse`. These are process-wide by design of the OpenTelemetry API.
+    propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), XRayRootPropagator()]))
     set_global_response_propagator(TraceResponsePropagator())
     FlaskInstrumentor().instrument_app(app, tracer_provider=provider)
-    return False
+    # Outgoing HTTP calls made by application code. Telemetry's own calls (OTLP export, the
+    # browser relay, Rollbar) run with instrumentation suppressed, so they never become spans.
+    requests_instrumentor = RequestsInstrumentor()
+    if not requests_instrumentor.is_instrumented_by_opentelemetry:
+        requests_instrumentor.instrument(tracer_provider=provider)
+
+    register(app, status)
+    return announce(log, status)
+
+
+@contextmanager
+def span(name: str, **attributes):
+    """A span of the current request's trace, for service code: `with span("home_activities") as s`."""
+    tracer = current_app.extensions["cruddur.tracer"]
+    with tracer.start_as_current_span(name, attributes=attributes or None) as current:
+        yield current
+
+
+def current_span() -> trace.Span:
+    """The active span (a no-op span outside any trace)."""
+    return trace.get_current_span()

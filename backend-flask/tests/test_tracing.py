@@ -1,0 +1,204 @@
+"""OpenTelemetry and X-Ray, in process, against a real OTLP/HTTP receiver and a UDP X-Ray listener."""
+
+from __future__ import annotations
+
+import pytest
+
+from cruddur import create_app
+from cruddur.config import HONEYCOMB_ENDPOINT, Config
+from tests.support.waiting import wait_for
+from tests.support.xray_listener import flatten, xray_trace_id
+
+W3C_TRACE = "0af7651916cd43dd8448eb211c80319c"
+W3C_PARENT = "b7ad6b7169203331"
+
+
+def traceresponse_ids(response):
+    _, trace_id, span_id, _ = response.headers["traceresponse"].split("-")
+    return trace_id, span_id
+
+
+def flush(app):
+    app.extensions["cruddur.tracer_provider"].force_flush()
+
+
+@pytest.fixture
+def traced_app(config, otlp_receiver):
+    app = create_app(config.replace(otlp_endpoint=otlp_receiver.url))
+    yield app
+
+
+def test_config_honeycomb_shortcut_and_standard_variables():
+    config = Config.from_env({"HONEYCOMB_API_KEY": "hc-key"})
+    assert config.traces_url == f"{HONEYCOMB_ENDPOINT}/v1/traces"
+    assert config.otlp_headers == {"x-honeycomb-team": "hc-key"}
+    config = Config.from_env(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/", "OTEL_EXPORTER_OTLP_HEADERS": "a=1,B=x%3Dy"}
+    )
+    assert config.traces_url == "http://collector:4318/v1/traces"
+    assert config.otlp_headers == {"a": "1", "b": "x=y"}
+    assert Config.from_env({}).traces_url == ""
+    with pytest.raises(ValueError):
+        Config.from_env({"CRUDDUR_ENV": "staging"})
+
+
+def test_request_spans_reach_the_receiver_with_resource_and_service_attributes(traced_app, otlp_receiver):
+    response = traced_app.test_client().get("/api/activities/home")
+    trace_id, span_id = traceresponse_ids(response)
+    flush(traced_app)
+    spans = wait_for(
+        lambda: len(otlp_receiver.spans_for_trace(trace_id)) >= 4 and otlp_receiver.spans_for_trace(trace_id)
+    )
+    by_name = {s["name"]: s for s in spans}
+    server = by_name["GET /api/activities/home"]
+    assert (server["span_id"], server["kind"], server["parent_span_id"]) == (span_id, "SERVER", None)
+    assert server["resource"]["service.name"] == "backend-flask"
+    assert server["resource"]["service.version"] == "test"
+    assert server["resource"]["deployment.environment"] == "test"
+    home = by_name["home_activities"]
+    assert home["parent_span_id"] == span_id
+    assert home["attributes"]["app.result_length"] == len(response.json)
+    assert "app.now" in home["attributes"]
+    sql = [s for s in spans if s["attributes"].get("db.system") == "sqlite"]
+    assert sql and all(s["parent_span_id"] == home["span_id"] for s in sql)
+    assert all("FROM activities" in s["attributes"]["db.statement"] for s in sql)
+
+
+def test_trace_ids_are_xray_compatible(client):
+    trace_id, _ = traceresponse_ids(client.get("/api/health-check"))
+    import time
+
+    assert abs(int(trace_id[:8], 16) - time.time()) < 600  # the first 8 hex digits are epoch seconds
+
+
+def test_export_headers_are_sent_and_telemetry_traffic_is_not_traced(config, otlp_receiver):
+    app = create_app(config.replace(otlp_endpoint=otlp_receiver.url, otlp_headers={"x-honeycomb-team": "k1"}))
+    client = app.test_client()
+    for _ in range(3):
+        client.get("/api/activities/home")
+        flush(app)
+    wait_for(lambda: otlp_receiver.span_count >= 3)
+    assert all(h.get("x-honeycomb-team") == "k1" for h in otlp_receiver.headers())
+    # The exporter's own POSTs (made with `requests`, which is instrumented) are never spans.
+    assert not [s for s in otlp_receiver.spans() if s["kind"] == "CLIENT" and "db.system" not in s["attributes"]]
+
+
+def test_traceparent_is_continued(traced_app, otlp_receiver):
+    response = traced_app.test_client().get(
+        "/api/activities/home", headers={"traceparent": f"00-{W3C_TRACE}-{W3C_PARENT}-01"}
+    )
+    trace_id, span_id = traceresponse_ids(response)
+    assert trace_id == W3C_TRACE
+    flush(traced_app)
+    server = wait_for(lambda: [s for s in otlp_receiver.spans_for_trace(W3C_TRACE) if s["kind"] == "SERVER"])[0]
+    assert (server["span_id"], server["parent_span_id"]) == (span_id, W3C_PARENT)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Root=1-6b09fd17-7c53a535e19af8e1438b6781;Parent=53995c3f42cd8ad8;Sampled=1",
+        "Root=1-6b09fd17-7c53a535e19af8e1438b6781",  # what an AWS load balancer sends
+    ],
+)
+def test_xray_header_is_continued_without_xray_enabled(client, header):
+    response = client.get("/api/activities/home", headers={"X-Amzn-Trace-Id": header})
+    assert traceresponse_ids(response)[0] == "6b09fd177c53a535e19af8e1438b6781"
+    # ...and the next request, without a header, starts a new trace.
+    assert traceresponse_ids(client.get("/api/health-check"))[0] != "6b09fd177c53a535e19af8e1438b6781"
+
+
+def test_console_exporter_prints_spans(config, capsys):
+    app = create_app(config.replace(traces_exporter="console"))
+    trace_id, _ = traceresponse_ids(app.test_client().get("/api/activities/home"))
+    flush(app)
+    printed = capsys.readouterr().out
+    assert f'"trace_id": "0x{trace_id}"' in printed
+    assert '"name": "home_activities"' in printed
+
+
+def test_export_off_reports_status(client):
+    status = client.get("/api/health-check").json["integrations"]["opentelemetry"]
+    assert status["enabled"] is False
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in status["reason"]
+
+
+def test_secret_query_parameters_never_reach_spans_or_logs(traced_app, otlp_receiver, capsys):
+    secret = "s3cr3t-value-123"
+    response = traced_app.test_client().get(
+        f"/api/activities/search?term=cloud&token={secret}&api_key={secret}",
+        headers={"Authorization": f"Bearer {secret}", "Cookie": f"session={secret}"},
+    )
+    assert response.status_code == 200
+    trace_id, _ = traceresponse_ids(response)
+    flush(traced_app)
+    spans = wait_for(lambda: otlp_receiver.spans_for_trace(trace_id))
+    assert secret not in repr(spans)
+    server = next(s for s in spans if s["kind"] == "SERVER")
+    assert "token=REDACTED" in repr(server["attributes"])
+    logs = capsys.readouterr().out
+    assert "token=REDACTED" in logs and secret not in logs
+
+
+# -- X-Ray ----------------------------------------------------------------------------------------
+@pytest.fixture
+def xray_app(config, otlp_receiver, xray_listener):
+    return create_app(config.replace(otlp_endpoint=otlp_receiver.url, xray_daemon_address=xray_listener.daemon_address))
+
+
+def test_xray_segment_shares_the_opentelemetry_trace(xray_app, otlp_receiver, xray_listener):
+    response = xray_app.test_client().get(
+        "/api/activities/home", headers={"X-Amzn-Trace-Id": "Root=1-6b09fd17-7c53a535e19af8e1438b6781;Sampled=1"}
+    )
+    trace_id, span_id = traceresponse_ids(response)
+    assert trace_id == "6b09fd177c53a535e19af8e1438b6781"
+    assert response.headers["X-Amzn-Trace-Id"].startswith(f"Root={xray_trace_id(trace_id)}")
+    segment = wait_for(lambda: xray_listener.segments())[0]
+    assert segment["trace_id"] == xray_trace_id(trace_id)
+    assert segment["id"] == span_id
+    assert segment["http"]["response"]["status"] == 200
+    documents = flatten(segment)
+    home = next(d for d in documents if d["name"] == "home_activities")
+    assert home["annotations"]["app_result_length"] == len(response.json)
+    sql = [d for d in documents if "sql" in d]
+    assert sql and all(d["sql"]["database_type"] == "sqlite" for d in sql)
+    flush(xray_app)
+    otel_ids = {s["span_id"] for s in wait_for(lambda: otlp_receiver.spans_for_trace(trace_id))}
+    assert {d["id"] for d in documents} <= otel_ids  # every subsegment is an OpenTelemetry span
+
+
+def test_xray_continues_a_w3c_trace_with_the_callers_parent(xray_app, xray_listener):
+    response = xray_app.test_client().get(
+        "/api/activities/home", headers={"traceparent": f"00-{W3C_TRACE}-{W3C_PARENT}-01"}
+    )
+    assert traceresponse_ids(response)[0] == W3C_TRACE
+    segment = wait_for(lambda: xray_listener.segments())[0]
+    assert (segment["trace_id"], segment["parent_id"]) == (xray_trace_id(W3C_TRACE), W3C_PARENT)
+
+
+def test_xray_unsampled_requests_send_nothing(xray_app, xray_listener):
+    client = xray_app.test_client()
+    for _ in range(5):
+        client.get(
+            "/api/activities/home", headers={"X-Amzn-Trace-Id": "Root=1-6b09fd17-7c53a535e19af8e1438b6782;Sampled=0"}
+        )
+    client.get("/api/health-check", headers={"X-Amzn-Trace-Id": "Root=1-6b09fd17-7c53a535e19af8e1438b6783;Sampled=1"})
+    wait_for(lambda: xray_listener.segments())
+    assert {s["trace_id"] for s in xray_listener.segments()} == {"1-6b09fd17-7c53a535e19af8e1438b6783"}
+
+
+def test_xray_without_a_daemon_is_quiet(config, capsys):
+    from tests.support.xray_listener import XRayListener
+
+    with XRayListener(mode="refuse") as nobody:
+        app = create_app(config.replace(xray_daemon_address=nobody.daemon_address))
+        client = app.test_client()
+        for _ in range(20):
+            assert client.get("/api/activities/home").status_code == 200
+    output = capsys.readouterr()
+    assert "Traceback" not in output.out + output.err
+
+
+def test_xray_off_installs_nothing(app):
+    assert "cruddur.xray" not in app.extensions
+    assert app.test_client().get("/api/health-check").json["integrations"]["xray"]["enabled"] is False
