@@ -10,6 +10,7 @@ count and interval limits, FLUSH/END sentinels) and replaces exactly those parts
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -113,6 +114,7 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         self._settled = 0
         self._settle_lock = threading.Lock()
         self._gave_up = False
+        self._failed_late = threading.Event()  # a send failed after shutdown() began
 
     def queued(self) -> int:
         """Events waiting to be sent."""
@@ -179,6 +181,8 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         except Exception as error:
             self.status.record_error(error)
             self._settle(sent=0, dropped=len(batch))
+            if self.shutting_down:
+                self._failed_late.set()
             self._warning.warn(
                 "CloudWatch Logs: could not deliver %d log events to %s (%s: %s)",
                 len(batch),
@@ -244,14 +248,12 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         if events is None:
             return
         deadline = time.monotonic() + timeout
-        try:
+        with contextlib.suppress(queue.Full):  # full and stuck: nothing more gets out anyway
             events.put(self.END, timeout=timeout)  # the sender sends the rest, then ends
-            with events.all_tasks_done:
-                events.all_tasks_done.wait_for(
-                    lambda: events.unfinished_tasks == 0, timeout=max(0.0, deadline - time.monotonic())
-                )
-        except queue.Full:
-            pass
+        # A send failing now means CloudWatch is down: the remaining batches would only use up the
+        # worker's graceful-stop time, so stop waiting.
+        while events.unfinished_tasks and not self._failed_late.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
         with self._settle_lock:
             self._gave_up = True
             left = self._accepted - self._settled
