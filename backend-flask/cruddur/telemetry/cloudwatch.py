@@ -106,6 +106,7 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         # Also runs in a forked child (`_at_fork_reinit`): the parent's queue and thread are not ours.
         super()._init_state()
         self._queue: queue.Queue | None = None
+        self._client = None  # a boto3 client's connection pool must not cross a fork either
         self._sender_ident: int | None = None
         self._stream_ready = False
         # Every accepted event is settled exactly once: sent, rejected or failed by the sender, or
