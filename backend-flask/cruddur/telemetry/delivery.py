@@ -1,17 +1,20 @@
 """A bounded queue with one sender thread: how telemetry leaves the process without blocking a request.
 
-The request thread only appends to a bounded queue (dropping and counting when it is full); one
-daemon thread per process delivers, with a timeout per attempt, pausing when the vendor says
-`Retry-After`. The thread starts on first use, so a worker forked by gunicorn gets its own.
+The request thread only appends to a bounded queue (dropping and counting when it is full). One
+daemon thread per process delivers, one item at a time, with the caller's timeout per attempt; a
+vendor's `Retry-After` pauses the sender (never a request). A failed item is counted and dropped,
+not retried: a retry loop is how an outage turns into a memory leak. The thread starts on first
+use, and a process forked after the queue was made starts afresh, so each gunicorn worker has its
+own. Used by the Rollbar reporter and the browser span relay.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 
@@ -19,19 +22,21 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from .status import IntegrationStatus, RateLimitedWarning
 
-MAX_RETRY_AFTER_SECONDS = 60.0
+MAX_RETRY_AFTER_SECONDS = 3600.0
 
 
 class RetryLater(Exception):
-    """Raised by a send function when the vendor asks to wait (HTTP 429/503 Retry-After)."""
+    """Raised by a send function when the vendor asks to wait (HTTP 429/503 with Retry-After)."""
 
-    def __init__(self, seconds: float):
-        super().__init__(f"retry after {seconds:.1f} s")
+    def __init__(self, seconds: float, reason: str = "HTTP 429"):
         self.seconds = min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+        self.reason = reason
+        super().__init__(f"{reason}: asked to wait {self.seconds:.0f} s")
 
 
-def retry_after_seconds(value: str | None, default: float = 1.0) -> float:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+def retry_after_seconds(value: str | None, default: float = 60.0) -> float:
+    """Seconds from a Retry-After header value (delta-seconds or an HTTP date)."""
+    value = (value or "").strip()
     if not value:
         return default
     try:
@@ -45,7 +50,11 @@ def retry_after_seconds(value: str | None, default: float = 1.0) -> float:
 
 
 class BoundedSender:
-    """Delivers items with `send(item)` on one background thread; `submit` never blocks."""
+    """Delivers items with `send(item)` on one background thread; `submit` never blocks.
+
+    `send` returns normally on success, raises RetryLater to pause, or raises anything else to
+    count a failure; its own timeouts bound how long one attempt holds the thread.
+    """
 
     def __init__(
         self,
@@ -58,96 +67,97 @@ class BoundedSender:
         self.name = name
         self._send = send
         self.status = status
+        self.max_queue = max_queue
         self._warning = RateLimitedWarning(logger)
-        self._max_queue = max_queue
-        self._lock = threading.Lock()
-        self._pid = None
         self._reset()
         status.set_queue_probe(self.queued)
 
     def _reset(self) -> None:
-        self._queue: queue.Queue = queue.Queue(self._max_queue)
-        self._idle = threading.Event()
-        self._idle.set()
+        """Fresh queue and no thread: threads and lock states do not survive a fork."""
+        self._pid = os.getpid()
+        self._cond = threading.Condition()
+        self._items: deque = deque()
+        self._in_flight = 0
+        self._paused_until = 0.0
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
 
     def queued(self) -> int:
-        """Items waiting to be sent."""
-        return self._queue.qsize()
+        """Items waiting or being sent."""
+        return len(self._items) + self._in_flight
 
     def submit(self, item) -> bool:
-        """Queue an item; False (and counted as dropped) when the queue is full or closed."""
+        """Queue an item; False (counted as dropped) when the queue is full or closed."""
         if self._pid != os.getpid():
-            with self._lock:  # forked after the queue was made: start afresh in this process
-                if self._pid != os.getpid():
-                    self._reset()
-        if self._closed:
-            self.status.record_dropped()
-            return False
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            self.status.record_dropped()
-            self._warning.warn("%s queue is full (%d items): dropping", self.name, self._max_queue)
-            return False
-        self._idle.clear()
-        self._ensure_thread()
-        return True
-
-    def _ensure_thread(self) -> None:
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name=f"cruddur-{self.name}", daemon=True)
+            self._reset()
+        with self._cond:
+            accepted = not self._closed and len(self._items) < self.max_queue
+            if accepted:
+                self._items.append(item)
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name=f"cruddur-{self.name}-sender", daemon=True)
                     self._thread.start()
+                self._cond.notify_all()
+                return True
+        self.status.record_dropped()
+        self._warning.warn("%s: %s; dropped", self.name, "stopped" if self._closed else "queue full")
+        return False
 
     def _run(self) -> None:
         while True:
-            try:
-                item = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                self._idle.set()
+            with self._cond:
+                while not self._closed:
+                    pause = self._paused_until - time.monotonic()
+                    if pause > 0:
+                        self._cond.wait(pause)
+                    elif self._items:
+                        break
+                    else:
+                        self._cond.wait()
                 if self._closed:
                     return
-                continue
-            self._deliver(item)
-            if self._queue.empty():
-                self._idle.set()
+                item = self._items.popleft()
+                self._in_flight = 1
+            try:
+                self._deliver(item)
+            finally:
+                with self._cond:
+                    self._in_flight = 0
+                    self._cond.notify_all()
 
     def _deliver(self, item) -> None:
         try:
             with suppress_instrumentation():  # telemetry's own traffic is never an application span
                 self._send(item)
         except RetryLater as later:
-            self.status.record_error("retry-after")
-            self.status.record_dropped()
-            self._warning.warn("%s: vendor asked to wait %.1f s; pausing", self.name, later.seconds)
-            time.sleep(later.seconds)
+            with self._cond:
+                self._paused_until = max(self._paused_until, time.monotonic() + later.seconds)
+            self._failed(later.reason, f"{later}; pausing")
         except Exception as error:
-            self.status.record_error(error)
-            self.status.record_dropped()
-            self._warning.warn("%s: delivery failed: %s: %s", self.name, type(error).__name__, error)
+            self._failed(error, f"{type(error).__name__}: {error}")
         else:
             self.status.record_sent()
 
+    def _failed(self, error: BaseException | str, why: str) -> None:
+        self.status.record_error(error)
+        self.status.record_dropped()
+        self._warning.warn("%s: delivery failed (%s); dropped", self.name, why)
+
     def flush(self, timeout: float) -> None:
-        """Deliver what is queued within `timeout` seconds, then stop; the rest counts as dropped."""
-        self._closed = True
-        deadline = time.monotonic() + timeout
-        while self._thread is not None and (self._queue.qsize() or not self._idle.is_set()):
-            left_s = deadline - time.monotonic()
-            if left_s <= 0:
-                break
-            self._idle.wait(min(0.05, left_s))
-        left = 0
-        while True:
-            try:
-                self._queue.get_nowait()
-                left += 1
-            except queue.Empty:
-                break
-        if left:
-            self.status.record_dropped(left)
-            self._warning.warn("%s: %d items undelivered at shutdown", self.name, left)
+        """Deliver what is queued within `timeout` seconds, then stop; what is left is counted as dropped."""
+        if self._pid != os.getpid():
+            return
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._cond:
+            while self._items or self._in_flight:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._paused_until > deadline:
+                    break
+                self._cond.wait(left)
+            left_behind = len(self._items)
+            self._items.clear()
+            self._closed = True
+            self._cond.notify_all()
+        if left_behind:
+            self.status.record_dropped(left_behind)
+            self._warning.warn("%s: %d items not delivered before shutdown; dropped", self.name, left_behind)

@@ -86,7 +86,7 @@ class Relay:
             headers["Content-Encoding"] = batch.content_encoding
         response = self.session.post(self.url, data=batch.body, headers=headers, timeout=FORWARD_TIMEOUT)
         if response.status_code in (429, 503):
-            raise RetryLater(retry_after_seconds(response.headers.get("Retry-After")))
+            raise RetryLater(retry_after_seconds(response.headers.get("Retry-After")), f"HTTP {response.status_code}")
         response.raise_for_status()
 
 

@@ -2,10 +2,9 @@
 
 pyrollbar builds and scrubs the payloads and posts them (`rollbar.lib.transport`); this module only
 adds the queueing. pyrollbar's default 'thread' handler starts one thread per item with no bound, so
-instead the item is built in the request thread (where the request and its span are), put on one
-bounded queue per app, and posted by a single sender thread with a short timeout. A full queue
-drops and counts; failures are counted and logged at a bounded rate; HTTP 429 pauses the sender
-(never a request) for the `Retry-After` seconds.
+instead the item is built in the request thread (where the request and its span are) and handed to
+a BoundedSender (telemetry/delivery.py): one bounded queue and one sender thread per app, a short
+timeout per POST, drops and failures counted, HTTP 429 pausing the sender for `Retry-After`.
 
 pyrollbar keeps its settings in module globals. Every app re-runs `rollbar.init` with the same
 scrubbing settings, and each reporter stamps its own token, environment, code version and endpoint
@@ -15,21 +14,17 @@ on its items, so the apps a test session builds one after another never see each
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import threading
-import time
-from collections import deque
-from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote_plus, urljoin, urlsplit
 
 import rollbar
 from flask import Flask, got_request_exception, has_request_context, request
-from opentelemetry.instrumentation.utils import suppress_instrumentation
 from rollbar.lib import transport
 
 from ..config import BACKEND_DIR, Config
+from ..privacy import SENSITIVE_QUERY_KEYS
 from .context import current_ids
+from .delivery import BoundedSender, RetryLater, retry_after_seconds
 from .shutdown import on_shutdown
 from .status import IntegrationStatus, RateLimitedWarning, announce, register
 
@@ -39,35 +34,24 @@ NAME = "rollbar"
 EXTENSION = "cruddur.rollbar"
 QUEUE_SIZE = 1000
 SEND_TIMEOUT = 3  # seconds per POST: pyrollbar's own default `timeout`
-DEFAULT_RETRY_AFTER = 60.0  # a 429 without Retry-After
-MAX_RETRY_AFTER = 3600.0
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
 # Keys (header names, query and form parameters, nested fields; case-insensitive) whose values
-# never leave the process: pyrollbar's defaults plus cookies, vendor API keys and AWS credentials.
-SCRUB_FIELDS = [
-    *rollbar.SETTINGS["scrub_fields"],
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-honeycomb-team",
-    "x-api-key",
-    "x-rollbar-access-token",
-    "x-amz-security-token",
-    "x-amz-signature",
-    "x-amz-credential",
-    "x-aws-ec2-metadata-token",
-    "aws_access_key_id",
-    "aws_secret_access_key",
-    "aws_session_token",
-    "token",
-    "access_token",
-    "api_key",
-    "apikey",
-    "key",
-    "password",
-    "secret",
-]
+# never leave the process: pyrollbar's defaults, the credential-like query keys every integration
+# redacts (privacy.py), cookies and vendor API key headers.
+SCRUB_FIELDS = sorted(
+    {
+        *rollbar.SETTINGS["scrub_fields"],
+        *SENSITIVE_QUERY_KEYS,
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-honeycomb-team",
+        "x-api-key",
+        "x-rollbar-access-token",
+        "x-aws-ec2-metadata-token",
+    }
+)
 _SCRUB_KEYS = {name.lower() for name in SCRUB_FIELDS}
 REDACTED = "********"
 
@@ -89,23 +73,6 @@ def honeycomb_trace_url(team: str, environment: str, trace_id: str) -> str:
         f"https://ui.honeycomb.io/{quote(team, safe='')}/environments/{quote(environment, safe='')}"
         f"/trace?trace_id={trace_id}"
     )
-
-
-def _retry_after_seconds(headers) -> float:
-    """How long a 429 asks us to wait: Retry-After (seconds or HTTP date), else Rollbar's own header."""
-    for name in ("Retry-After", "X-Rate-Limit-Remaining-Seconds"):
-        value = (headers.get(name) or "").strip()
-        if not value:
-            continue
-        try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                seconds = parsedate_to_datetime(value).timestamp() - time.time()
-            except (TypeError, ValueError):
-                continue
-        return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-    return DEFAULT_RETRY_AFTER
 
 
 def configure_pyrollbar(config: Config, timeout: float = SEND_TIMEOUT) -> None:
@@ -148,20 +115,9 @@ class RollbarReporter:
         self.honeycomb_environment = config.honeycomb_environment
         self.item_url = urljoin(config.rollbar_endpoint or rollbar.DEFAULT_ENDPOINT, "item/")
         self.status = status
-        self.queue_size = queue_size
         self.timeout = timeout
         self._warning = RateLimitedWarning(log)
-        self._reset_after_fork()
-
-    def _reset_after_fork(self) -> None:
-        """Fresh queue and no sender: threads and lock states do not survive a fork."""
-        self._pid = os.getpid()
-        self._cond = threading.Condition()
-        self._items: deque[str] = deque()
-        self._in_flight = 0
-        self._paused_until = 0.0
-        self._closed = False
-        self._sender: threading.Thread | None = None
+        self.sender = BoundedSender(NAME, self._send, status, log, max_queue=queue_size)
 
     # -- the request side --------------------------------------------------------------------------
 
@@ -228,82 +184,20 @@ class RollbarReporter:
         return data
 
     def _enqueue(self, payload: str) -> bool:
-        """Put a finished item on the queue, or drop and count it when the queue is full."""
-        if self._pid != os.getpid():
-            self._reset_after_fork()
-        with self._cond:
-            if self._closed or len(self._items) >= self.queue_size:
-                full = not self._closed
-            else:
-                self._items.append(payload)
-                self._ensure_sender()
-                self._cond.notify_all()
-                return True
-        self.status.record_dropped()
-        self._warning.warn("rollbar: %s; item dropped", "queue full" if full else "reporter stopped")
-        return False
-
-    def _ensure_sender(self) -> None:
-        """Start the sender on first use (called with the lock held)."""
-        if self._sender is None or not self._sender.is_alive():
-            self._sender = threading.Thread(target=self._run, name="cruddur-rollbar-sender", daemon=True)
-            self._sender.start()
-
-    # -- the sender side -----------------------------------------------------------------------------
-
-    def queued(self) -> int:
-        """Items waiting or being sent (for the health check)."""
-        return len(self._items) + self._in_flight
-
-    def _run(self) -> None:
-        """Send queued items one at a time, pausing while the API says we are over its rate limit."""
-        while True:
-            with self._cond:
-                while not self._closed:
-                    pause = self._paused_until - time.monotonic()
-                    if pause > 0:
-                        self._cond.wait(pause)
-                    elif self._items:
-                        break
-                    else:
-                        self._cond.wait()
-                if self._closed:
-                    return
-                payload = self._items.popleft()
-                self._in_flight = 1
-            try:
-                self._send(payload)
-            finally:
-                with self._cond:
-                    self._in_flight = 0
-                    self._cond.notify_all()
+        """Hand a finished item to the sender (dropped and counted when its queue is full)."""
+        return self.sender.submit(payload)
 
     def _send(self, payload: str) -> None:
-        """POST one item with pyrollbar's transport; count the outcome. Never raises."""
+        """POST one item with pyrollbar's transport (on the sender thread)."""
         headers = {"Content-Type": "application/json", "X-Rollbar-Access-Token": self.access_token}
-        try:
-            # The vendor call is telemetry, not application work: no spans for it.
-            with suppress_instrumentation():
-                response = transport.post(self.item_url, data=payload, headers=headers, timeout=self.timeout)
-        except Exception as error:
-            self._failed(error, f"{type(error).__name__}")
-            return
-        if response.status_code == 200:
-            self.status.record_sent()
-            return
+        response = transport.post(self.item_url, data=payload, headers=headers, timeout=self.timeout)
         if response.status_code == 429:
-            wait = _retry_after_seconds(response.headers)
-            with self._cond:
-                self._paused_until = max(self._paused_until, time.monotonic() + wait)
-            self._failed("HTTP 429", f"HTTP 429, pausing {wait:.0f} s")
-            return
-        self._failed(f"HTTP {response.status_code}", f"HTTP {response.status_code}")
-
-    def _failed(self, error: BaseException | str, why: str) -> None:
-        """A delivery failed: the item is not retried."""
-        self.status.record_error(error)
-        self.status.record_dropped()
-        self._warning.warn("rollbar: sending an item to %s failed (%s); dropped", self.host, why)
+            headers = response.headers
+            raise RetryLater(
+                retry_after_seconds(headers.get("Retry-After") or headers.get("X-Rate-Limit-Remaining-Seconds"))
+            )
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code} from {self.host}")
 
     @property
     def host(self) -> str:
@@ -311,26 +205,9 @@ class RollbarReporter:
         parts = urlsplit(self.item_url)
         return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or ""
 
-    # -- shutdown ------------------------------------------------------------------------------------
-
     def flush(self, timeout_s: float) -> None:
-        """Deliver what is queued within `timeout_s`, then stop: whatever is left is dropped and counted."""
-        if self._pid != os.getpid():
-            return
-        deadline = time.monotonic() + max(timeout_s, 0.0)
-        with self._cond:
-            while self._items or self._in_flight:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._paused_until > deadline:
-                    break
-                self._cond.wait(left)
-            left_behind = len(self._items)
-            self._items.clear()
-            self._closed = True
-            self._cond.notify_all()
-        if left_behind:
-            self.status.record_dropped(left_behind)
-            log.warning("rollbar: %d items not delivered before shutdown; dropped", left_behind)
+        """Deliver what is queued within `timeout_s`, then stop (see BoundedSender.flush)."""
+        self.sender.flush(timeout_s)
 
 
 def init_app(app: Flask) -> bool:
@@ -344,7 +221,6 @@ def init_app(app: Flask) -> bool:
     configure_pyrollbar(config)
     reporter = RollbarReporter(config, status)
     status.reason += f"; items go to {reporter.host} as environment {reporter.environment}"
-    status.set_queue_probe(reporter.queued)
     app.extensions[EXTENSION] = reporter
     # Weak by default: the connection lives as long as the app (and its reporter) does.
     got_request_exception.connect(reporter.on_request_exception, app)
