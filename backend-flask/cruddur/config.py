@@ -28,6 +28,7 @@ ENV_VARS = (
     "AWS_XRAY_DAEMON_ADDRESS",
     "AWS_XRAY_URL",
     "CLOUDWATCH_LOG_GROUP",
+    "AWS_REGION",
     "ROLLBAR_ACCESS_TOKEN",
     "ROLLBAR_ENDPOINT",
     "ROLLBAR_ENVIRONMENT",
@@ -93,6 +94,7 @@ class Config:
 
     # CloudWatch Logs
     cloudwatch_log_group: str = ""
+    aws_region: str = ""  # AWS_REGION, a fallback: boto3 itself reads only AWS_DEFAULT_REGION
 
     # Rollbar
     rollbar_access_token: str = ""
@@ -134,6 +136,7 @@ class Config:
             xray_daemon_address=get("AWS_XRAY_DAEMON_ADDRESS"),
             xray_url=get("AWS_XRAY_URL"),
             cloudwatch_log_group=get("CLOUDWATCH_LOG_GROUP"),
+            aws_region=get("AWS_REGION"),
             rollbar_access_token=get("ROLLBAR_ACCESS_TOKEN"),
             rollbar_endpoint=get("ROLLBAR_ENDPOINT"),
             rollbar_environment=get("ROLLBAR_ENVIRONMENT"),  # empty: CRUDDUR_ENV

@@ -206,6 +206,23 @@ def test_off_without_a_region(config, aws_env, monkeypatch, log_group):
     assert app.extensions["cruddur.integrations"]["cloudwatch"].enabled is False
 
 
+def test_aws_region_is_a_fallback_for_boto3s_region(cloudwatch_app, moto_logs, log_group, monkeypatch, config):
+    cloudwatch_app(moto_logs.endpoint, log_group)  # sets the fake credentials and endpoint
+    for handler in cloudwatch_handlers():
+        logging.getLogger().removeHandler(handler)
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    app = create_app(config.replace(cloudwatch_log_group=log_group, aws_region=REGION))
+    handler = app.extensions["cruddur.cloudwatch"]
+    try:
+        assert app.extensions["cruddur.integrations"]["cloudwatch"].enabled is True
+        app.test_client().get("/api/health-check")
+        handler.shutdown(5)
+        assert moto_logs.records(log_group)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
 @pytest.mark.slow
 def test_each_gunicorn_worker_ships_its_own_stream(app_server_factory, moto_logs, log_group):
     server = app_server_factory({**moto_logs.env(), "CLOUDWATCH_LOG_GROUP": log_group}, workers=2)

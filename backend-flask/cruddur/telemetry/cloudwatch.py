@@ -70,7 +70,14 @@ def _error_code(error: BaseException) -> str:
 class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
     """watchtower's handler with a bounded, counted queue and all network I/O on its sender thread."""
 
-    def __init__(self, log_group: str, stream_prefix: str, status: IntegrationStatus, capacity: int = QUEUE_CAPACITY):
+    def __init__(
+        self,
+        log_group: str,
+        stream_prefix: str,
+        status: IntegrationStatus,
+        capacity: int = QUEUE_CAPACITY,
+        region: str | None = None,
+    ):
         self.status = status
         self.capacity = capacity
         self.stream_prefix = stream_prefix
@@ -81,7 +88,7 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
             max_batch_size=MAX_BATCH_BYTES,
             max_batch_count=MAX_BATCH_COUNT,
             # Not a client: a factory, called on the sender thread (see `cwl_client`).
-            boto3_client=lambda: boto3.session.Session().client("logs", config=BOTO_CONFIG),
+            boto3_client=lambda: boto3.session.Session(region_name=region).client("logs", config=BOTO_CONFIG),
             create_log_group=False,  # done by the sender thread before its first batch
         )
         self.setFormatter(JsonFormatter())
@@ -281,7 +288,8 @@ def init_app(app: Flask) -> bool:
     """Ship every log line to CLOUDWATCH_LOG_GROUP when it is set. Returns whether it is on."""
     config: Config = app.extensions["cruddur.config"]
     group = config.cloudwatch_log_group
-    region = boto3.session.Session().region_name if group else None  # config files and env; no network
+    # boto3's own resolution (AWS_DEFAULT_REGION, config files; no network), then AWS_REGION.
+    region = (boto3.session.Session().region_name or config.aws_region) if group else None
     if not group:
         status = IntegrationStatus(NAME, False, "CLOUDWATCH_LOG_GROUP is not set")
     elif not region:
@@ -292,7 +300,7 @@ def init_app(app: Flask) -> bool:
     if not status.enabled:
         return announce(log, status)
 
-    handler = BoundedCloudWatchHandler(group, config.service_name, status)
+    handler = BoundedCloudWatchHandler(group, config.service_name, status, region=region)
     logging.getLogger().addHandler(handler)
     app.extensions["cruddur.cloudwatch"] = handler
     # Priority 90: logs go last, so the other integrations' shutdown lines are shipped too.
