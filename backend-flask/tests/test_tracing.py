@@ -202,3 +202,53 @@ def test_xray_without_a_daemon_is_quiet(config, capsys):
 def test_xray_off_installs_nothing(app):
     assert "cruddur.xray" not in app.extensions
     assert app.test_client().get("/api/health-check").json["integrations"]["xray"]["enabled"] is False
+
+
+def _api_rule(name, priority, fixed_rate, reservoir):
+    return {
+        "RuleName": name,
+        "RuleARN": f"arn:aws:xray:us-east-1:123456789012:sampling-rule/{name}",
+        "ResourceARN": "*",
+        "Priority": priority,
+        "FixedRate": fixed_rate,
+        "ReservoirSize": reservoir,
+        "ServiceName": "*",
+        "ServiceType": "*",
+        "Host": "*",
+        "HTTPMethod": "*",
+        "URLPath": "*",
+        "Version": 1,
+        "Attributes": {},
+    }
+
+
+def test_xray_takes_centralized_sampling_rules_from_the_daemon(config):
+    """The daemon's rules (here: sample everything) replace the local ones (1/s + 10%)."""
+    from tests.support.xray_listener import XRayListener
+
+    rules = [_api_rule("everything", 1, 1.0, 0), _api_rule("Default", 10000, 0.05, 1)]
+    with XRayListener(sampling_rules=rules) as daemon:
+        app = create_app(config.replace(xray_daemon_address=daemon.daemon_address))
+        client = app.test_client()
+        client.get("/api/health-check")  # the first request starts the sampler's pollers
+        wait_for(lambda: any(r.path.startswith("/GetSamplingRules") for r in daemon._sampling.requests()))
+        wait_for(lambda: daemon.segments())
+        before = len(daemon.segments())
+        for _ in range(20):
+            client.get("/api/activities/home")
+        wait_for(lambda: len(daemon.segments()) - before == 20)
+
+
+def test_no_secret_reaches_an_xray_segment(xray_app, xray_listener):
+    secret = "s3cr3t-value-456"
+    xray_app.test_client().get(
+        f"/api/activities/search?term=cloud&access_token={secret}",
+        headers={
+            "Authorization": f"Bearer {secret}",
+            "Cookie": f"session={secret}",
+            "X-Amzn-Trace-Id": "Root=1-6b09fd17-7c53a535e19af8e1438b6799;Sampled=1",
+        },
+    )
+    segment = wait_for(lambda: xray_listener.segments())[0]
+    assert segment["trace_id"] == "1-6b09fd17-7c53a535e19af8e1438b6799"
+    assert secret not in repr(xray_listener.documents())
