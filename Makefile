@@ -46,7 +46,7 @@ test-e2e: setup setup-browser
 	cd $(FRONTEND) && npm run e2e
 
 lint: setup-backend
-	cd $(BACKEND) && .venv/bin/ruff check . && .venv/bin/ruff format --check .
+	cd $(BACKEND) && .venv/bin/ruff check . ../aws && .venv/bin/ruff format --check . ../aws
 
 format: setup-backend
 	cd $(BACKEND) && .venv/bin/ruff format . && .venv/bin/ruff check --fix .
