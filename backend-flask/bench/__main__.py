@@ -1,0 +1,95 @@
+"""`python -m bench`: the telemetry overhead benchmark (see docs/performance.md).
+
+python -m bench                  # every configuration, 3 repeats (make bench)
+python -m bench --smoke          # seconds: bare and all four, once, tiny load (make bench-smoke)
+python -m bench --configs bare,all --repeats 5 --duration 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .report import markdown, summarize
+from .run import CONFIGS, ENDPOINTS, Settings, run
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+DEFAULT_OUT = REPO_DIR / "bench-output"
+
+
+def _names(value: str, allowed) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(allowed)}")
+    return names
+
+
+def parse_args(argv=None) -> tuple[Settings, bool]:
+    """Settings from the command line."""
+    defaults = Settings()
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a tiny run that checks everything works")
+    parser.add_argument("--repeats", type=int, default=defaults.repeats)
+    parser.add_argument("--duration", type=float, default=defaults.duration, help="seconds of load per endpoint")
+    parser.add_argument("--connections", type=int, default=defaults.connections)
+    parser.add_argument("--configs", type=lambda v: _names(v, CONFIGS), default=defaults.configs)
+    parser.add_argument("--endpoints", type=lambda v: _names(v, tuple(ENDPOINTS)), default=defaults.endpoints)
+    parser.add_argument("--load-tool", choices=("wrk", "python"), default="wrk")
+    parser.add_argument("--output-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    settings = replace(
+        defaults,
+        repeats=args.repeats,
+        duration=args.duration,
+        connections=args.connections,
+        configs=args.configs,
+        endpoints=args.endpoints,
+        load_tool=args.load_tool,
+        out_dir=args.output_dir or DEFAULT_OUT,
+    )
+    if args.smoke:
+        configs = args.configs if args.configs != defaults.configs else ("bare", "all")
+        settings = replace(
+            settings,
+            repeats=1,
+            duration=1,
+            warmup_posts=10,
+            warmup_gets=5,
+            configs=configs,
+            out_dir=args.output_dir or DEFAULT_OUT / "smoke",
+        )
+    return settings, args.smoke
+
+
+def main(argv=None) -> int:
+    """Run, print the table, write results.md and results.json; exit 1 on loss or errors."""
+    settings, smoke = parse_args(argv)
+    settings.out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(settings.out_dir / "logs", ignore_errors=True)  # the app logs of the previous run
+    started = time.monotonic()
+    print(
+        f"==> bench{' (smoke)' if smoke else ''}: {', '.join(settings.configs)} x {', '.join(settings.endpoints)},"
+        f" {settings.repeats} repeat(s) of {settings.duration:g} s at {settings.connections} connections",
+        flush=True,
+    )
+    results = run(settings, log=lambda line: print(line, flush=True))
+    table = summarize(results)
+    results["table"] = table
+    text = markdown(results, table)
+    (settings.out_dir / "results.md").write_text(text)
+    (settings.out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print()
+    print(text)
+    print(f"==> wrote {settings.out_dir / 'results.md'} and results.json ({time.monotonic() - started:.0f} s)")
+    ok = all(check["ok"] for run_checks in results["checks"] for check in run_checks["checks"])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""`python -m bench --smoke` runs end to end: real gunicorn, real sinks, wrk (or the Python loader).
+
+No timing assertions (this machine is noisy): only that every phase ran, produced numbers, and that
+the sinks received every span and log event the app produced.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BACKEND_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_smoke_run_measures_both_endpoints_without_loss(tmp_path):
+    process = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--output-dir", str(tmp_path)],
+        cwd=BACKEND_DIR,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+
+    results = json.loads((tmp_path / "results.json").read_text())
+    samples = results["samples"]
+    assert {(s["config"], s["endpoint"]) for s in samples} == {
+        (config, endpoint) for config in ("bare", "all") for endpoint in ("home", "post")
+    }
+    for sample in samples:
+        assert sample["served"] > 0 and sample["cpu_seconds"] > 0
+        assert sample["cpu_ms_per_request"] > 0 and sample["p99_ms"] >= sample["p50_ms"] > 0
+        assert sample["rss_mb"] > 10
+
+    (bare_checks,) = [c for c in results["checks"] if c["config"] == "bare"]
+    (all_checks,) = [c for c in results["checks"] if c["config"] == "all"]
+    assert all(check["ok"] for check in bare_checks["checks"] + all_checks["checks"])
+    names = " ".join(check["check"] for check in all_checks["checks"])
+    assert "OTLP" in names and "CloudWatch" in names and "X-Ray" in names
+    counts = all_checks["counts"]
+    assert counts["server_spans"] == counts["requests_served"]
+    assert counts["spans_per_request"] > 1  # the server span and its children (service, SQL)
+
+    table = results["table"]
+    assert table["home"]["bare"]["cpu_ms_per_request_x_bare"] == 1.0
+    assert table["post"]["all"]["cpu_ms_per_request_x_bare"] is not None
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| all four |" in markdown and "GET /api/activities/home" in markdown
+    assert "| all four |" in process.stdout
