@@ -25,6 +25,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from tests.support.xray_listener import sampling_rule
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "aws" / "provision.py"
 RULE_FILES = sorted((REPO / "aws" / "json").glob("xray*.json"))
@@ -32,21 +34,7 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 FILTER = 'service("backend-flask") { fault OR error }'
 # The rule X-Ray has in every account; it must be found among others and left alone.
-AWS_DEFAULT_RULE = {
-    "RuleName": "Default",
-    "RuleARN": f"arn:aws:xray:{REGION}:{ACCOUNT}:sampling-rule/Default",
-    "ResourceARN": "*",
-    "Priority": 10000,
-    "FixedRate": 0.05,
-    "ReservoirSize": 1,
-    "ServiceName": "*",
-    "ServiceType": "*",
-    "Host": "*",
-    "HTTPMethod": "*",
-    "URLPath": "*",
-    "Version": 1,
-    "Attributes": {},
-}
+AWS_DEFAULT_RULE = sampling_rule("Default", 10000, 0.05, 1, arn_region=REGION)
 READ_PATHS = {"/Groups", "/GetSamplingRules"}
 
 

@@ -10,22 +10,16 @@ from aws_xray_sdk.core.models.segment import Segment
 from aws_xray_sdk.core.sampling.connector import ServiceConnector
 
 from tests.support.waiting import wait_for
-from tests.support.xray_listener import XRayListener, flatten, otel_trace_id, parse_datagram, xray_trace_id
+from tests.support.xray_listener import (
+    XRayListener,
+    flatten,
+    otel_trace_id,
+    parse_datagram,
+    sampling_rule,
+    xray_trace_id,
+)
 
-RULE = {
-    "RuleName": "cruddur",
-    "ResourceARN": "*",
-    "Priority": 9000,
-    "FixedRate": 0.1,
-    "ReservoirSize": 5,
-    "ServiceName": "backend-flask",
-    "ServiceType": "*",
-    "Host": "*",
-    "HTTPMethod": "*",
-    "URLPath": "*",
-    "Version": 1,
-    "Attributes": {},
-}
+RULE = sampling_rule("cruddur", 9000, 0.1, 5, service="backend-flask")
 
 
 def recorder_for(listener, streaming_threshold=100):

@@ -204,29 +204,11 @@ def test_xray_off_installs_nothing(app):
     assert app.test_client().get("/api/health-check").json["integrations"]["xray"]["enabled"] is False
 
 
-def _api_rule(name, priority, fixed_rate, reservoir):
-    return {
-        "RuleName": name,
-        "RuleARN": f"arn:aws:xray:us-east-1:123456789012:sampling-rule/{name}",
-        "ResourceARN": "*",
-        "Priority": priority,
-        "FixedRate": fixed_rate,
-        "ReservoirSize": reservoir,
-        "ServiceName": "*",
-        "ServiceType": "*",
-        "Host": "*",
-        "HTTPMethod": "*",
-        "URLPath": "*",
-        "Version": 1,
-        "Attributes": {},
-    }
-
-
 def test_xray_takes_centralized_sampling_rules_from_the_daemon(config):
     """The daemon's rules (here: sample everything) replace the local ones (1/s + 10%)."""
-    from tests.support.xray_listener import XRayListener
+    from tests.support.xray_listener import XRayListener, sampling_rule
 
-    rules = [_api_rule("everything", 1, 1.0, 0), _api_rule("Default", 10000, 0.05, 1)]
+    rules = [sampling_rule("everything", 1, 1.0, 0), sampling_rule("Default", 10000, 0.05, 1)]
     with XRayListener(sampling_rules=rules) as daemon:
         app = create_app(config.replace(xray_daemon_address=daemon.daemon_address))
         client = app.test_client()

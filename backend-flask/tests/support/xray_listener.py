@@ -23,6 +23,25 @@ HEADER = {"format": "json", "version": 1}
 UDP_MODES = ("ok", "drop", "refuse")
 
 
+def sampling_rule(name, priority, fixed_rate, reservoir, service="*", arn_region="us-east-1"):
+    """A SamplingRule in the X-Ray API's shape (as GetSamplingRules returns it), matching every request."""
+    return {
+        "RuleName": name,
+        "RuleARN": f"arn:aws:xray:{arn_region}:123456789012:sampling-rule/{name}",
+        "ResourceARN": "*",
+        "Priority": priority,
+        "FixedRate": fixed_rate,
+        "ReservoirSize": reservoir,
+        "ServiceName": service,
+        "ServiceType": "*",
+        "Host": "*",
+        "HTTPMethod": "*",
+        "URLPath": "*",
+        "Version": 1,
+        "Attributes": {},
+    }
+
+
 def parse_datagram(data):
     """Split one daemon datagram into (header dict, document dict); raise ValueError if malformed."""
     text = data.decode("utf-8")
