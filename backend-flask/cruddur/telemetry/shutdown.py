@@ -6,6 +6,7 @@ import atexit
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 from flask import Flask
@@ -51,12 +52,22 @@ class Flushes:
                 log.info("flushed %s in %.3f s", name, took)
 
 
+def _run_if_alive(ref: weakref.ref) -> None:
+    flushes = ref()
+    if flushes is not None:
+        flushes.run()
+
+
 def init_app(app: Flask) -> Flushes:
-    """One flush list per app, run at interpreter exit (gunicorn workers exit through sys.exit)."""
+    """One flush list per app, run at interpreter exit (gunicorn workers exit through sys.exit).
+
+    The exit hook holds the list weakly: an app that was thrown away (tests build hundreds) is not
+    flushed at exit; the app a server runs lives as long as the process.
+    """
     flushes = app.extensions.get("cruddur.shutdown")
     if flushes is None:
         flushes = app.extensions["cruddur.shutdown"] = Flushes()
-        atexit.register(flushes.run)
+        atexit.register(_run_if_alive, weakref.ref(flushes))
     return flushes
 
 
