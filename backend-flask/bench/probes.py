@@ -88,7 +88,7 @@ class Sinks:
             raise RuntimeError(f"tests.support.sinks exited with {self.process.returncode} before it was ready")
         self.addresses = json.loads(line)
         self.env = self.addresses["env"]
-        self._cloudwatch = None
+        self._cloudwatch: dict[str, CloudWatchReader] = {}
 
     def stats(self) -> dict:
         """The sinks' running summary (spans, segments, Rollbar items, log events)."""
@@ -97,9 +97,9 @@ class Sinks:
 
     def cloudwatch(self, log_group: str) -> CloudWatchReader:
         """A reader of one log group, straight from moto (not through the fault proxy)."""
-        if self._cloudwatch is None:
-            self._cloudwatch = CloudWatchReader(self.addresses["moto_url"], log_group)
-        return self._cloudwatch
+        if log_group not in self._cloudwatch:
+            self._cloudwatch[log_group] = CloudWatchReader(self.addresses["moto_url"], log_group)
+        return self._cloudwatch[log_group]
 
     def stop(self) -> dict:
         """SIGTERM; return the final summary."""

@@ -1,8 +1,17 @@
-"""One benchmark run: every configuration, interleaved across repeats, each on its own gunicorn."""
+"""One benchmark run: a gunicorn per configuration, all up at once, load phases interleaved.
+
+Every configuration gets its own server (one sync worker) for the whole run, all reporting to one
+sinks process. The schedule visits the servers round-robin, one short load phase at a time, in a
+rotated order each repeat, so machine noise (other processes, CPU frequency) lands on every
+configuration alike. A phase's CPU is the worker's CPU from the start of that phase to the start of
+its next one: export and shipping for a phase's requests (batched every 5 s, on other threads)
+finish in the gap, which is kept longer than the batching interval.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import time
@@ -12,7 +21,7 @@ from pathlib import Path
 
 from tests.support.app_server import AppServer
 
-from .load import LoadGenerator
+from .load import LoadGenerator, LoadResult
 from .probes import AppLog, Sinks, cpu_seconds, rss_mb, wait_until
 
 CONFIGS = ("bare", "otlp", "xray", "cloudwatch", "rollbar", "all")
@@ -30,19 +39,20 @@ ENDPOINTS = {
     "home": ("GET", "/api/activities/home", ""),
     "post": ("POST", "/api/activities", NEW_CRUD),
 }
-LOG_GROUP = "cruddur-bench"
 ROLLBAR_TOKEN = "bench0000000000000000000000000000"
 # The batch span processor exports every 5 s and watchtower sends every 5 s: a phase's last
-# records reach the sinks within that, plus the time to send them.
-DRAIN_TIMEOUT = 20.0
+# records leave the worker within that. Consecutive phases of one server are at least GAP apart.
+BATCH_INTERVAL = 5.0
+GAP = BATCH_INTERVAL + 1.5
+DRAIN_TIMEOUT = 30.0
 
 
 @dataclass
 class Settings:
     """How long and how often."""
 
-    repeats: int = 3
-    duration: float = 6.0
+    repeats: int = 5
+    duration: float = 4.0
     connections: int = 4
     warmup_posts: int = 120
     warmup_gets: int = 40
@@ -84,7 +94,7 @@ def app_env(config: str, sinks: Sinks | None) -> dict:
     if "xray" in on:
         env["AWS_XRAY_DAEMON_ADDRESS"] = sink_env["AWS_XRAY_DAEMON_ADDRESS"]
     if "cloudwatch" in on:
-        env["CLOUDWATCH_LOG_GROUP"] = LOG_GROUP
+        env["CLOUDWATCH_LOG_GROUP"] = log_group(config)
         env.update({k: v for k, v in sink_env.items() if k.startswith("AWS_") and k != "AWS_XRAY_DAEMON_ADDRESS"})
     if "rollbar" in on:
         env["ROLLBAR_ACCESS_TOKEN"] = ROLLBAR_TOKEN
@@ -92,7 +102,13 @@ def app_env(config: str, sinks: Sinks | None) -> dict:
     return env
 
 
-def _request(url: str, method: str = "GET", body: str = "") -> dict | list:
+def log_group(config: str) -> str:
+    """One CloudWatch log group per configuration, so each can be counted on its own."""
+    return f"cruddur-bench-{config}"
+
+
+def request_json(url: str, method: str = "GET", body: str = "") -> dict | list:
+    """One request with the standard library; the decoded JSON answer."""
     data = body.encode() if body else None
     headers = {"Content-Type": "application/json"} if body else {}
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
@@ -100,147 +116,179 @@ def _request(url: str, method: str = "GET", body: str = "") -> dict | list:
         return json.loads(response.read())
 
 
-class ConfigRun:
-    """One gunicorn (one worker) with one configuration, and the sinks it reports to."""
+class Server:
+    """One configuration's gunicorn (one worker), its log, and what the benchmark measured on it."""
 
-    def __init__(self, config: str, repeat: int, settings: Settings, load: LoadGenerator):
+    def __init__(self, config: str, sinks: Sinks | None, settings: Settings):
         self.config = config
-        self.repeat = repeat
-        self.settings = settings
-        self.load = load
         self.on = INTEGRATIONS[config]
+        self.settings = settings
+        self.app = AppServer(app_env(config, sinks), workers=1, log_dir=settings.out_dir / "logs" / config)
+        self.cloudwatch = sinks.cloudwatch(log_group(config)) if "cloudwatch" in self.on else None
+        self.worker = None
+        self.log = None
+        self.last_phase_end = 0.0
+        self.pending = None  # (endpoint, repeat, cpu at start, served before, LoadResult) until the next phase
+        self.samples: list[Sample] = []
         self.checks: list[dict] = []
+        self.health: dict = {}
 
-    def run(self) -> tuple[list[Sample], dict]:
-        """Warm up, then each endpoint in turn; returns the samples and the loss checks."""
-        sinks = Sinks() if self.on else None
-        log_dir = self.settings.out_dir / "logs" / f"{self.repeat}-{self.config}"
-        try:
-            with AppServer(app_env(self.config, sinks), workers=1, log_dir=log_dir) as server:
-                return self._measure(server, sinks)
-        finally:
-            if sinks is not None:
-                sinks.stop()
-
-    def _measure(self, server: AppServer, sinks: Sinks | None) -> tuple[list[Sample], dict]:
-        (worker,) = server.wait_for_workers(1)
-        applog = AppLog(server.stdout_path)
-        cloudwatch = sinks.cloudwatch(LOG_GROUP) if "cloudwatch" in self.on else None
-        # A fixed warm-up: imports, caches and the database (its feed reaches the 100-item limit).
+    def start(self) -> None:
+        """Start gunicorn and warm up: imports, caches, and a feed at its 100-item limit."""
+        self.app.start()
+        (self.worker,) = self.app.wait_for_workers(1)
+        self.log = AppLog(self.app.stdout_path)
+        post, home = ENDPOINTS["post"], ENDPOINTS["home"]
         for _ in range(self.settings.warmup_posts):
-            _request(server.url + ENDPOINTS["post"][1], "POST", ENDPOINTS["post"][2])
+            request_json(self.app.url + post[1], "POST", post[2])
         for _ in range(self.settings.warmup_gets):
-            _request(server.url + ENDPOINTS["home"][1])
-        self._drain(applog, sinks, cloudwatch)
+            request_json(self.app.url + home[1])
+        self.last_phase_end = time.monotonic()
 
-        samples = []
-        for endpoint in self.settings.endpoints:
-            method, path, body = ENDPOINTS[endpoint]
-            served_before = applog.read()[path]
-            cpu_before = cpu_seconds(worker)
-            result = self.load.run(server.url + path, self.settings.duration, self.settings.connections, method, body)
-            # Export and shipping work for these requests happens after them, on other threads.
-            self._drain(applog, sinks, cloudwatch)
-            cpu = cpu_seconds(worker) - cpu_before
-            served = applog.read()[path] - served_before
-            samples.append(
-                Sample(
-                    config=self.config,
-                    endpoint=endpoint,
-                    repeat=self.repeat,
-                    cpu_ms_per_request=1000 * cpu / served if served else 0.0,
-                    rps=result.rps,
-                    p50_ms=result.p50_ms,
-                    p99_ms=result.p99_ms,
-                    rss_mb=rss_mb(worker),
-                    sent=result.sent,
-                    served=served,
-                    completed=result.completed,
-                    errors=result.errors,
-                    cpu_seconds=cpu,
-                    load=result.to_dict(),
-                )
-            )
-            # wrk may abandon the requests in flight when time is up (at most one per connection).
-            in_flight = result.sent - served
-            self._check(
-                f"{endpoint}: requests sent but not served",
-                f"0..{self.settings.connections}",
-                in_flight,
-                0 <= in_flight <= self.settings.connections,
-            )
-            self._check(f"{endpoint}: no errors", 0, result.errors)
-        health = _request(server.url + "/api/health-check")["integrations"]
-        self._drain(applog, sinks, cloudwatch)
-        return samples, self._final_checks(applog, sinks, cloudwatch, health)
+    def stop(self) -> None:
+        """Stop gunicorn (its workers flush on the way out)."""
+        self.app.stop()
 
-    def _drain(self, applog: AppLog, sinks: Sinks | None, cloudwatch) -> bool:
-        """Wait until the sinks hold everything the app has answered so far (or the timeout)."""
-        time.sleep(0.05)  # the last responses' log lines
-        served = dict(applog.read())
-        total = sum(served.values())
+    def phase(self, endpoint: str, repeat: int, load: LoadGenerator) -> None:
+        """Close the previous phase's books, then drive `endpoint` for the configured time."""
+        wait = self.last_phase_end + GAP - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self.settle()
+        method, path, body = ENDPOINTS[endpoint]
+        served_before = self.log.read()[path]
+        cpu_before = cpu_seconds(self.worker)
+        result = load.run(self.app.url + path, self.settings.duration, self.settings.connections, method, body)
+        self.last_phase_end = time.monotonic()
+        self.pending = (endpoint, repeat, cpu_before, served_before, result)
 
-        def arrived() -> bool:
-            if "otlp" in self.on and sinks.stats()["server_spans"] < total:
-                return False
-            return cloudwatch is None or all(cloudwatch.read()[p] >= n for p, n in served.items())
-
-        return sinks is None or wait_until(arrived, DRAIN_TIMEOUT)
+    def settle(self) -> None:
+        """Record the pending phase: CPU from its start until now (its export tail included)."""
+        if self.pending is None:
+            return
+        endpoint, repeat, cpu_before, served_before, result = self.pending
+        self.pending = None
+        cpu = cpu_seconds(self.worker) - cpu_before
+        served = self.log.read()[ENDPOINTS[endpoint][1]] - served_before
+        self.samples.append(_sample(self.config, endpoint, repeat, cpu, served, result, rss_mb(self.worker)))
+        # wrk may abandon the requests in flight when time is up (at most one per connection).
+        in_flight = result.sent - served
+        ok = 0 <= in_flight <= self.settings.connections
+        self._check(f"{endpoint} #{repeat + 1}: sent but not served", f"0..{self.settings.connections}", in_flight, ok)
+        self._check(f"{endpoint} #{repeat + 1}: client errors", 0, result.errors)
 
     def _check(self, what: str, expected, actual, ok: bool | None = None) -> None:
         ok = expected == actual if ok is None else ok
         self.checks.append({"check": what, "expected": expected, "actual": actual, "ok": ok})
 
-    def _final_checks(self, applog: AppLog, sinks: Sinks | None, cloudwatch, health: dict) -> dict:
-        served = dict(applog.read())
-        total = sum(served.values())
-        stats = sinks.stats() if sinks else {}
-        counts = {"requests_served": total}
-        if "otlp" in self.on:
-            self._check("OTLP: one server span per request served", total, stats["server_spans"])
-            counts.update(spans=stats["spans"], server_spans=stats["server_spans"])
-            counts["spans_per_request"] = round(stats["spans"] / total, 2) if total else None
-        if "cloudwatch" in self.on:
-            self._check("CloudWatch: one access-log event per request served", served, dict(cloudwatch.access_by_path))
-            counts["cloudwatch_events"] = cloudwatch.events
-        if "xray" in self.on:
-            self._check(
-                "X-Ray: documents received == documents the app sent", health["xray"]["sent"], stats["xray_documents"]
-            )
-            counts.update(xray_segments=stats["segments"], xray_sampled=round(stats["segments"] / total, 3))
-        for name, status in health.items():
+
+def _sample(config, endpoint, repeat, cpu: float, served: int, result: LoadResult, rss: float) -> Sample:
+    return Sample(
+        config=config,
+        endpoint=endpoint,
+        repeat=repeat,
+        cpu_ms_per_request=1000 * cpu / served if served else 0.0,
+        rps=result.rps,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        rss_mb=rss,
+        sent=result.sent,
+        served=served,
+        completed=result.completed,
+        errors=result.errors,
+        cpu_seconds=cpu,
+        load=result.to_dict(),
+    )
+
+
+def drain(servers: list[Server], sinks: Sinks | None) -> bool:
+    """Wait until the sinks hold every span and log line the servers have produced so far."""
+    if sinks is None:
+        return True
+    time.sleep(0.05)
+    served = {s.config: dict(s.log.read()) for s in servers}
+    spans_expected = sum(sum(served[s.config].values()) for s in servers if "otlp" in s.on)
+
+    def arrived() -> bool:
+        if spans_expected and sinks.stats()["server_spans"] < spans_expected:
+            return False
+        return all(
+            s.cloudwatch.read()[path] >= n for s in servers if s.cloudwatch for path, n in served[s.config].items()
+        )
+
+    return wait_until(arrived, DRAIN_TIMEOUT, interval=0.5)
+
+
+def loss_checks(servers: list[Server], sinks: Sinks | None) -> dict:
+    """Compare what each server answered with what reached the sinks; the app's own drop counters."""
+    for server in servers:
+        server.health = request_json(server.app.url + "/api/health-check")["integrations"]
+    drain(servers, sinks)  # the health checks' own spans and log lines
+    stats = sinks.stats() if sinks else {}
+    totals = {"sinks": {k: v for k, v in stats.items() if k != "log_events_by_group"}}
+    otlp = [s for s in servers if "otlp" in s.on]
+    if otlp:
+        served = sum(s.log.access_total for s in otlp)
+        check = {"check": "OTLP: one server span per request served", "expected": served}
+        check.update(actual=stats["server_spans"], ok=stats["server_spans"] == served)
+        totals["spans_per_request"] = round(stats["spans"] / served, 2) if served else None
+        totals["checks"] = [check]
+    xray = [s for s in servers if "xray" in s.on]
+    if xray:
+        sent = sum(s.health["xray"]["sent"] for s in xray)
+        check = {"check": "X-Ray: documents received == documents the apps sent", "expected": sent}
+        check.update(actual=stats["xray_documents"], ok=stats["xray_documents"] == sent)
+        totals.setdefault("checks", []).append(check)
+        served = sum(s.log.access_total for s in xray)
+        totals["xray_sampled_share"] = round(stats["segments"] / served, 3) if served else None
+    for server in servers:
+        if server.cloudwatch:
+            expected = dict(server.log.access_by_path)
+            server._check("CloudWatch: access-log events by path", expected, dict(server.cloudwatch.access_by_path))
+        for name, status in server.health.items():
             if status.get("enabled"):
-                self._check(f"{name}: nothing dropped (app counter)", 0, status["dropped"])
-        if "rollbar" in self.on:
-            counts["rollbar_items"] = stats["rollbar_items"]
-        return {"config": self.config, "repeat": self.repeat, "counts": counts, "checks": self.checks}
+                server._check(f"{name}: dropped (app counter)", 0, status["dropped"])
+    return totals
 
 
 def run(settings: Settings, log=print) -> dict:
-    """Every configuration `repeats` times (rotated, so machine noise spreads); raw results."""
+    """Start every configuration, run the interleaved schedule, check for loss; raw results."""
     load = LoadGenerator(settings.load_tool)
     started = time.monotonic()
-    samples, checks = [], []
-    for repeat in range(settings.repeats):
-        shift = repeat % len(settings.configs)
-        order = settings.configs[shift:] + settings.configs[:shift]
-        for config in order:
+    needs_sinks = any(INTEGRATIONS[c] for c in settings.configs)
+    sinks = Sinks() if needs_sinks else None
+    servers: list[Server] = []
+    try:
+        for config in settings.configs:
+            server = Server(config, sinks, settings)
+            servers.append(server)
+            server.start()
+        log(f"  {len(servers)} servers up and warm ({time.monotonic() - started:.0f} s)")
+        for repeat in range(settings.repeats):
             t0 = time.monotonic()
-            got, checked = ConfigRun(config, repeat, settings, load).run()
-            samples.extend(got)
-            checks.append(checked)
-            failed = [c for c in checked["checks"] if not c["ok"]]
-            summary = ", ".join(f"{s.endpoint} {s.cpu_ms_per_request:.3f} ms/req {s.rps:.0f} req/s" for s in got)
-            log(
-                f"  repeat {repeat + 1}/{settings.repeats} {config:<10} {summary}"
-                f" ({time.monotonic() - t0:.0f} s){' LOSS: ' + str(failed) if failed else ''}"
-            )
+            shift = repeat % len(servers)
+            order = servers[shift:] + servers[:shift]
+            for endpoint in settings.endpoints:
+                for server in order:
+                    server.phase(endpoint, repeat, load)
+            log(f"  repeat {repeat + 1}/{settings.repeats} done ({time.monotonic() - t0:.0f} s)")
+        time.sleep(max(0.0, max(s.last_phase_end for s in servers) + GAP - time.monotonic()))
+        if not drain(servers, sinks):
+            log("  the sinks did not receive everything within the drain timeout")
+        for server in servers:
+            server.settle()
+        totals = loss_checks(servers, sinks)
+    finally:
+        for server in servers:
+            server.stop()
+        if sinks is not None:
+            sinks.stop()
     return {
         "meta": {
             "commit": _git_commit(),
             "python": platform.python_version(),
             "machine": platform.machine(),
-            "cpus": _cpu_count(),
+            "cpus": len(os.sched_getaffinity(0)),
             "load_tool": load.tool,
             "repeats": settings.repeats,
             "duration_s": settings.duration,
@@ -248,8 +296,10 @@ def run(settings: Settings, log=print) -> dict:
             "gunicorn_workers": 1,
             "elapsed_s": round(time.monotonic() - started, 1),
         },
-        "samples": [vars(s) for s in samples],
-        "checks": checks,
+        "samples": [vars(sample) for server in servers for sample in server.samples],
+        "checks": [{"config": s.config, "checks": s.checks} for s in servers]
+        + [{"config": "sinks", "checks": totals.pop("checks", [])}],
+        "totals": totals,
     }
 
 
@@ -259,9 +309,3 @@ def _git_commit() -> str:
         ["git", "status", "--porcelain", "--", "cruddur"], capture_output=True, text=True, check=False
     )
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
