@@ -22,9 +22,7 @@ def create_app(config: Config | None = None) -> Flask:
     """Build the app from `config` (default: the environment)."""
     config = config or Config.from_env()
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=config.max_content_length, JSON_SORT_KEYS=False)
-    app.json.sort_keys = False
-    app.json.ensure_ascii = False
+    app.config.update(MAX_CONTENT_LENGTH=config.max_content_length)
     app.extensions["cruddur.config"] = config
     app.extensions["cruddur.integrations"] = {}
 

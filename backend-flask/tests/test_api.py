@@ -198,10 +198,7 @@ def test_message_errors(client):
     assert (r.status_code, r.json["errors"]) == (422, ["message_blank"])
     r = post(client, "/api/messages", {"message": "m" * 1025, "user_receiver_handle": "worf"})
     assert (r.status_code, r.json["errors"]) == (422, ["message_exceed_max_chars"])
-    assert (
-        post(client, "/api/messages", {"message": "m" * 1024, "user_receiver_handle": "worf"}).status_code
-        == 200
-    )
+    assert post(client, "/api/messages", {"message": "m" * 1024, "user_receiver_handle": "worf"}).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -244,9 +241,7 @@ def test_error_bodies_are_json(client):
         (client.delete("/api/activities/home"), 405),
         (client.post("/api/activities", data="x" * (1024 * 1024 + 1), content_type="application/json"), 413),
         (
-            client.post(
-                "/api/activities", data="message=hi", content_type="application/x-www-form-urlencoded"
-            ),
+            client.post("/api/activities", data="message=hi", content_type="application/x-www-form-urlencoded"),
             415,
         ),
         (client.get("/rollbar/test/exception"), 500),
@@ -285,9 +280,7 @@ def test_cors_allows_only_configured_origins_and_trace_headers(client):
     allowed = {h.strip().lower() for h in r.headers["Access-Control-Allow-Headers"].split(",")}
     assert {"content-type", "traceparent", "tracestate", "x-amzn-trace-id"} <= allowed
     r = client.get("/api/activities/home", headers={"Origin": "http://localhost:3000"})
-    exposed = {
-        h.strip().lower() for v in r.headers.getlist("Access-Control-Expose-Headers") for h in v.split(",")
-    }
+    exposed = {h.strip().lower() for v in r.headers.getlist("Access-Control-Expose-Headers") for h in v.split(",")}
     assert {"traceresponse", "x-amzn-trace-id"} <= exposed
     r = client.get("/api/activities/home", headers={"Origin": "http://evil.example"})
     assert "Access-Control-Allow-Origin" not in r.headers
@@ -311,3 +304,18 @@ def test_database_survives_a_new_app(config):
     # Seeding happens once: a second start does not duplicate the seed.
     handles = [a["message"] for a in second.get("/api/activities/home").json]
     assert len(handles) == len(set(handles))
+
+
+def test_search_term_length_is_bounded(client):
+    for term in ("a " * 21, "x" * 281):
+        r = client.get("/api/activities/search", query_string={"term": term})
+        assert (r.status_code, r.json["errors"]) == (422, ["search_term_too_long"])
+    assert client.get("/api/activities/search", query_string={"term": "a " * 20}).status_code == 200
+
+
+def test_json_nested_too_deeply_is_malformed_not_a_crash(client):
+    r = client.post("/api/activities", data="[" * 100_000 + "]" * 100_000, content_type="application/json")
+    assert (r.status_code, r.json["errors"]) == (400, ["malformed_json"])
+    assert client.post("/api/activities", json={"message": "fields keep their order", "ttl": "1-day"}).data.startswith(
+        b'{"uuid":'
+    )

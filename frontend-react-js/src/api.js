@@ -15,6 +15,8 @@ export function describeErrorCode(code, { limit } = {}) {
       return 'Choose how long the crud should last.';
     case 'search_term_blank':
       return 'Type something to search for.';
+    case 'search_term_too_long':
+      return 'That search is too long: use at most 20 words and 280 characters.';
     default:
       return `The server refused it (${code}).`;
   }

@@ -12,6 +12,9 @@ from ..telemetry.tracing import span
 from .validation import message_errors, text_field
 
 MAX_CHARS = 280
+# A search term is a few words; SQLite refuses very long LIKE patterns and very many of them.
+MAX_SEARCH_CHARS = 280
+MAX_SEARCH_WORDS = 20
 FEED_LIMIT = 100
 TTLS = {
     "30-days": timedelta(days=30),
@@ -63,10 +66,12 @@ def notification_activities(store: Store, acting_handle: str) -> list[dict]:
 
 
 def search_activities(store: Store, term: str | None) -> list[dict]:
-    """Unexpired cruds containing every word of the term; 422 search_term_blank."""
+    """Unexpired cruds containing every word of the term; 422 search_term_blank or _too_long."""
     words = (term or "").split()
     if not words:
         raise ValidationFailed(["search_term_blank"])
+    if len(term) > MAX_SEARCH_CHARS or len(words) > MAX_SEARCH_WORDS:
+        raise ValidationFailed(["search_term_too_long"])
     with span("search_activities", **{"app.search_words": len(words)}) as current:
         now = _now()
         results = _with_replies(store, store.search_activities(words, now, FEED_LIMIT), now)
