@@ -69,10 +69,16 @@ class ApiRequest(Request):
             bad.codes = ["unreadable_body"]
             raise bad from error
         # Without Content-Length (chunked), werkzeug stops reading at max_content_length and
-        # returns what it has, silently truncated; a body that reaches the limit is too large.
+        # returns what it has, silently truncated: one more byte from the server says whether
+        # the body really was longer than the limit.
         limit = self.max_content_length
         if limit is not None and self.content_length is None and len(data) >= limit:
-            raise RequestEntityTooLarge()
+            try:
+                more = self.environ["wsgi.input"].read(1)
+            except (OSError, _ServerBodyError):
+                more = b""
+            if more:
+                raise RequestEntityTooLarge()
         return data
 
     def on_json_loading_failed(self, e: ValueError | None):

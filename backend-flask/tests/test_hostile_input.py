@@ -625,6 +625,13 @@ def _(t: HttpTransport):
     expect(t.raw_request(CHUNKED_POST, CHUNKED_HEADERS, _chunked(body)), 413, ["request_entity_too_large"])
 
 
+@case("chunked-exactly-1mib-is-taken", only="gunicorn")
+def _(t: HttpTransport):
+    # The limit is a maximum: a chunked body of exactly 1 MiB is within it.
+    body = _sized_body({"message": "", "ttl": "1-day"}, ONE_MIB)
+    expect(t.raw_request(CHUNKED_POST, CHUNKED_HEADERS, _chunked(body)), 422, ["message_exceed_max_chars"])
+
+
 @case("chunked-bad-chunk-size", only="gunicorn")
 def _(t: HttpTransport):
     # gunicorn's chunk parser raises InvalidChunkSize while the app reads the body.
