@@ -173,6 +173,10 @@ def init_app(app: Flask) -> bool:
     except (ValueError, OSError, socket.gaierror) as error:
         return _off(app, f"misconfigured: {error}")
     status.reason += f"; local sampling rules from {rules_source}, centralized rules from the daemon"
+    # Until the daemon serves a matching centralized rule (never, without AWS credentials), the
+    # sampler logs an INFO line on every request; with CloudWatch on, that was a second log event
+    # per request. Its warnings (rules unreachable) still get through.
+    logging.getLogger("aws_xray_sdk.core.sampling.sampler").setLevel(logging.WARNING)
 
     app.before_request(_align_with_opentelemetry)
     XRayMiddleware(app, recorder)
