@@ -4,8 +4,9 @@ watchtower 3.4 as shipped does not fit a web worker: its constructor builds the 
 resolves credentials, possibly from instance metadata) and describes/creates the log group, so an
 unreachable endpoint blocks or breaks startup; its per-stream queue is unbounded; a failed batch is
 retried five times back to back, each failure reported through `warnings`; and `close()` waits up to
-30 s per queue. The subclass below keeps watchtower's batching thread (`_dequeue_batch`: batch size,
-count and interval limits, FLUSH/END sentinels) and replaces exactly those parts.
+30 s per queue; and its sender wakes up for every log event. The subclass below keeps watchtower's
+handler, formatting and batch limits (size, count, interval, FLUSH/END sentinels) and replaces exactly
+those parts.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         self._settle_lock = threading.Lock()
         self._gave_up = False
         self._failed_late = threading.Event()  # a send failed after shutdown() began
+        self._wake = threading.Event()  # the sender sleeps on this, not on the queue (see _dequeue_batch)
 
     def queued(self) -> int:
         """Events waiting to be sent."""
@@ -143,6 +145,8 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
                 self._start_sender()
             self._queue.put_nowait(event)
             self._accepted += 1  # under the handler lock
+            if self._queue.unfinished_tasks >= self._wake_at and not self._wake.is_set():
+                self._wake.set()  # a full batch is waiting: send it before the interval is up
         except queue.Full:
             self.status.record_dropped()
             self._warning.warn("CloudWatch Logs queue is full (%d events): dropping log events", self.capacity)
@@ -165,6 +169,49 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         # Our own HTTP calls are not application spans, whatever instrumentation is installed.
         with suppress_instrumentation():
             self._dequeue_batch(events, stream, self.send_interval, self.max_batch_size, self.max_batch_count)
+
+    @property
+    def _wake_at(self) -> int:
+        return min(self.max_batch_count, self.capacity // 2)
+
+    def _dequeue_batch(self, my_queue, stream_name, send_interval, max_batch_size, max_batch_count) -> None:
+        """watchtower's batching (count, size and interval limits; FLUSH and END), waking once per batch.
+
+        watchtower blocks in `queue.get` for every event, so every log line woke this thread, which
+        then contended for the GIL with the request that logged it (a fifth of the worker's samples
+        with every integration on: docs/performance.md). This thread sleeps until the interval is
+        up, a batch is full, or flush/shutdown wakes it, then takes everything that is queued.
+        """
+        batch: list[dict] = []
+        batch_size = 0
+        deadline = time.monotonic() + send_interval
+        while True:
+            self._wake.wait(max(0.0, deadline - time.monotonic()))
+            self._wake.clear()
+            while True:
+                try:
+                    msg = my_queue.get_nowait()
+                except queue.Empty:
+                    break
+                if not isinstance(msg, dict):  # FLUSH or END: send now (task_done after the send)
+                    self._submit_batch(batch, stream_name)
+                    batch, batch_size = [], 0
+                    deadline = time.monotonic() + send_interval
+                    my_queue.task_done()
+                    if msg == self.END:
+                        return
+                    continue
+                size = self._size(msg)
+                if batch and (batch_size + size > max_batch_size or len(batch) >= max_batch_count):
+                    self._submit_batch(batch, stream_name)
+                    batch, batch_size = [], 0
+                batch.append(msg)
+                batch_size += size
+                my_queue.task_done()
+            if time.monotonic() >= deadline:
+                self._submit_batch(batch, stream_name)
+                batch, batch_size = [], 0
+                deadline = time.monotonic() + send_interval
 
     def _truncate(self, msg: dict, max_size: int) -> dict:
         # watchtower warns per event through `warnings`; cutting the line is enough.
@@ -237,10 +284,12 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         if events is None or self.shutting_down:
             return True
         deadline = time.monotonic() + timeout
+        self._wake.set()  # a full queue has room again once the sender runs
         try:
             events.put(self.FLUSH, timeout=timeout)
         except queue.Full:
             return False
+        self._wake.set()
         with events.all_tasks_done:
             return events.all_tasks_done.wait_for(
                 lambda: events.unfinished_tasks == 0, timeout=max(0.0, deadline - time.monotonic())
@@ -256,8 +305,10 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         if events is None:
             return
         deadline = time.monotonic() + timeout
+        self._wake.set()
         with contextlib.suppress(queue.Full):  # full and stuck: nothing more gets out anyway
             events.put(self.END, timeout=timeout)  # the sender sends the rest, then ends
+        self._wake.set()
         # A send failing now means CloudWatch is down: the remaining batches would only use up the
         # worker's graceful-stop time, so stop waiting.
         while events.unfinished_tasks and not self._failed_late.is_set() and time.monotonic() < deadline:
