@@ -28,7 +28,7 @@ from tests.support.app_server import AppServer
 from .__main__ import DEFAULT_OUT
 from .load import LoadGenerator
 from .probes import Sinks
-from .run import CONFIGS, ENDPOINTS, INTEGRATIONS, _request, app_env
+from .run import CONFIGS, ENDPOINTS, INTEGRATIONS, request_json, app_env
 
 # Which package a frame belongs to, by its file path (first match wins).
 AREAS = (
@@ -166,7 +166,7 @@ def main(argv=None) -> int:
         with AppServer(app_env(args.config, sinks), workers=1, log_dir=log_dir) as server:
             (worker,) = server.wait_for_workers(1)
             for _ in range(120):
-                _request(server.url + ENDPOINTS["post"][1], "POST", ENDPOINTS["post"][2])
+                request_json(server.url + ENDPOINTS["post"][1], "POST", ENDPOINTS["post"][2])
             load.run(server.url + path, 2, 4, method, body)
             command = [py_spy, "record", "-p", str(worker), "-d", str(args.duration), "-r", str(args.rate)]
             command += ["-f", "raw", "--threads", "--nonblocking", "--full-filenames", "-o", str(raw_path)]
