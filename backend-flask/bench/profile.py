@@ -28,7 +28,7 @@ from tests.support.app_server import AppServer
 from .__main__ import DEFAULT_OUT
 from .load import LoadGenerator
 from .probes import Sinks
-from .run import CONFIGS, ENDPOINTS, INTEGRATIONS, request_json, app_env
+from .run import CONFIGS, ENDPOINTS, INTEGRATIONS, app_env, request_json
 
 # Which package a frame belongs to, by its file path (first match wins).
 AREAS = (
