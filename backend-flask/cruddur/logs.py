@@ -23,8 +23,13 @@ _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON line: level, message, logger, trace ids and extras."""
 
+    converter = time.gmtime  # the "Z" in the timestamp means UTC, whatever the machine's zone
+
     def format(self, record: logging.LogRecord) -> str:
-        """Render the record."""
+        """Render the record (once: stdout and CloudWatch get the same line)."""
+        cached = record.__dict__.get("_cruddur_json")
+        if cached is not None:
+            return cached
         line = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
@@ -36,7 +41,8 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        record._cruddur_json = text = json.dumps(line, default=str, ensure_ascii=False)
+        return text
 
 
 class TraceContextFilter(logging.Filter):
