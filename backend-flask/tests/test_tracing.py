@@ -234,3 +234,13 @@ def test_no_secret_reaches_an_xray_segment(xray_app, xray_listener):
     segment = wait_for(lambda: xray_listener.segments())[0]
     assert segment["trace_id"] == "1-6b09fd17-7c53a535e19af8e1438b6799"
     assert secret not in repr(xray_listener.documents())
+
+
+def test_xray_dynamic_naming_from_aws_xray_url(config, xray_listener):
+    sampled = {"X-Amzn-Trace-Id": "Root=1-6b09fd17-7c53a535e19af8e1438b6798;Sampled=1"}
+    named = create_app(config.replace(xray_daemon_address=xray_listener.daemon_address, xray_url="*4567*"))
+    named.test_client().get("/api/health-check", headers=sampled, base_url="http://cruddur-4567.example.test")
+    named.test_client().get("/api/health-check", headers=sampled, base_url="http://other.example.test")
+    names = [s["name"] for s in wait_for(lambda: len(xray_listener.segments()) == 2 and xray_listener.segments())]
+    # A host that matches the pattern names the segment; any other falls back to the service name.
+    assert names == ["cruddur-4567.example.test", "backend-flask"]
