@@ -20,3 +20,16 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # gunicorn 27 opens a control socket at one shared path per user; several servers on one
 # machine (tests, benchmarks) would fight over it, and Cruddur does not use it.
 control_socket_disable = True
+
+
+def post_worker_init(worker):
+    """Freeze what the worker built at startup out of the garbage collector's full passes.
+
+    The app, the SDKs and botocore's service models are hundreds of thousands of objects that live
+    as long as the worker; left in the tracked generations, every full collection walks them all
+    and stalls whichever request triggered it for ~100 ms (measured: p99 of 60-140 ms with all four
+    integrations on). Frozen, a full pass only walks what was allocated since.
+    """
+    import gc
+
+    gc.freeze()

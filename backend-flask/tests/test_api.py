@@ -319,3 +319,31 @@ def test_json_nested_too_deeply_is_malformed_not_a_crash(client):
     assert client.post("/api/activities", json={"message": "fields keep their order", "ttl": "1-day"}).data.startswith(
         b'{"uuid":'
     )
+
+
+def _build_app(database_url, barrier):
+    from cruddur import create_app
+    from cruddur.config import Config
+
+    config = Config.from_env({}).replace(env="test", database_url=database_url, code_version="test")
+    barrier.wait(30)
+    create_app(config)
+
+
+def test_workers_creating_one_new_database_together(tmp_path):
+    """gunicorn starts its workers at once; each creates the schema: no "database is locked", one seed."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for round_ in range(3):
+        path = tmp_path / f"shared-{round_}.db"
+        barrier = context.Barrier(6)
+        workers = [context.Process(target=_build_app, args=(f"sqlite:///{path}", barrier)) for _ in range(6)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert [w.exitcode for w in workers] == [0] * 6
+        store = Store(connect(str(path)))
+        assert store.conn.execute("SELECT COUNT(*) FROM users").fetchone()[0] == 5
+        assert store.conn.execute("SELECT value FROM schema_meta WHERE key = 'seeded'").fetchone()
