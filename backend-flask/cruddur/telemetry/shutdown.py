@@ -18,7 +18,7 @@ DEFAULT_BUDGET = 20.0
 
 
 class Flushes:
-    """Flush callbacks, run once, in priority order, within one time budget."""
+    """Flush callbacks, run once, in priority order, each within a fair share of one time budget."""
 
     def __init__(self, budget: float = DEFAULT_BUDGET):
         self.budget = budget
@@ -37,14 +37,19 @@ class Flushes:
                 return
             self._done.set()
         deadline = time.monotonic() + self.budget
-        for _priority, name, flush in sorted(self._callbacks, key=lambda c: c[0]):
+        ordered = sorted(self._callbacks, key=lambda c: c[0])
+        for index, (_priority, name, flush) in enumerate(ordered):
             left = deadline - time.monotonic()
             if left <= 0:
                 log.warning("no time left to flush %s", name)
                 continue
+            # A fair share of what is left: a dead vendor cannot eat the others' time (the OTLP
+            # exporter alone would retry a refused endpoint for the whole budget); what a fast
+            # flush does not use passes to the ones after it.
+            share = left / (len(ordered) - index)
             started = time.monotonic()
             try:
-                flush(left)
+                flush(share)
             except Exception:
                 log.warning("flushing %s failed", name, exc_info=True)
             took = time.monotonic() - started
