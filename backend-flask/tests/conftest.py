@@ -7,11 +7,7 @@ import pytest
 from cruddur import create_app
 from cruddur.config import Config
 
-pytest_plugins = (
-    ["tests.support.fixtures"]
-    if __import__("importlib.util").util.find_spec("tests.support.fixtures")
-    else []
-)
+pytest_plugins = ["tests.support.fixtures"]
 
 
 @pytest.fixture
