@@ -74,4 +74,4 @@ def write(store, now: datetime) -> None:
     for other, lines in CONVERSATIONS:
         group = store.insert_message_group(users["andrewbrown"], users[other], now)
         for author, message, hours in lines:
-            store.insert_message(group, users[author], message, now - timedelta(hours=hours))
+            store.insert_message(group, store.user_by_handle(author), message, now - timedelta(hours=hours))

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from werkzeug.exceptions import NotFound
 
 from ..errors import ValidationFailed
-from ..store import Store
+from ..store import Store, new_activity
 from ..telemetry.tracing import span
 from .validation import message_errors, text_field
 
@@ -100,11 +100,12 @@ def create_activity(store: Store, acting_handle: str, body: dict) -> dict:
             current.set_attribute("app.errors", errors)
             raise ValidationFailed(errors)
         now = _now()
+        expires_at = now + TTLS[ttl]
         with store.transaction():
             user = store.user_by_handle(acting_handle)
-            activity_uuid = store.insert_activity(user["uuid"], message, now, now + TTLS[ttl])
+            activity_uuid = store.insert_activity(user["uuid"], message, now, expires_at)
         current.set_attribute("app.activity_uuid", activity_uuid)
-        return store.activity(activity_uuid, now)
+        return new_activity(user, activity_uuid, message, now, expires_at, None)
 
 
 def reply_to_activity(store: Store, acting_handle: str, activity_uuid: str, body: dict) -> dict:
@@ -121,4 +122,4 @@ def reply_to_activity(store: Store, acting_handle: str, activity_uuid: str, body
         user = store.user_by_handle(acting_handle)
         expires_at = datetime.fromisoformat(parent["expires_at"])
         reply_uuid = store.insert_activity(user["uuid"], message, now, expires_at, reply_to=activity_uuid)
-    return store.activity(reply_uuid, now)
+    return new_activity(user, reply_uuid, message, now, expires_at, activity_uuid)

@@ -49,4 +49,4 @@ def create_message(store: Store, acting_handle: str, body: dict) -> dict:
         group_uuid = store.message_group_between(user["uuid"], other["uuid"])
         if group_uuid is None:
             group_uuid = store.insert_message_group(user["uuid"], other["uuid"], now)
-        return store.insert_message(group_uuid, user["uuid"], message, now)
+        return store.insert_message(group_uuid, user, message, now)
