@@ -13,7 +13,6 @@ from contextlib import contextmanager
 
 from flask import Flask, current_app
 from opentelemetry import propagate, trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.propagators import (
     TraceResponsePropagator,
@@ -33,6 +32,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ..config import Config
+from .otlp_wire import WireOTLPSpanExporter
 from .propagation import RootAdoptingIdGenerator, XRayRootPropagator
 from .shutdown import on_shutdown
 from .status import IntegrationStatus, announce, register
@@ -119,7 +119,7 @@ def _exporter(config: Config) -> tuple[SpanExporter | None, str]:
     if config.traces_exporter == "console":
         return ConsoleSpanExporter(service_name=config.service_name, out=_Stdout()), "OTEL_TRACES_EXPORTER=console"
     if config.traces_url:
-        exporter = OTLPSpanExporter(
+        exporter = WireOTLPSpanExporter(
             endpoint=config.traces_url, headers=config.otlp_headers, timeout=EXPORT_TIMEOUT_SECONDS
         )
         return exporter, f"OTLP/HTTP to {config.traces_url}"
