@@ -22,6 +22,7 @@ ENV_VARS = (
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_HEADERS",
     "OTEL_TRACES_EXPORTER",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
     "HONEYCOMB_API_KEY",
     "HONEYCOMB_TEAM",
     "HONEYCOMB_ENVIRONMENT",
@@ -85,6 +86,9 @@ class Config:
     otlp_traces_endpoint: str = ""  # full URL, wins over otlp_endpoint
     otlp_headers: dict[str, str] = field(default_factory=dict)
     traces_exporter: str = ""  # "console" prints spans instead
+    # The SDK's default (2,048) is under a second of spans for a busy worker; 8,192 spans are
+    # about 16 MB at most and ride out a slow vendor for a few seconds before dropping.
+    span_queue_size: int = 8192
     honeycomb_team: str = ""
     honeycomb_environment: str = ""
 
@@ -131,6 +135,7 @@ class Config:
             otlp_traces_endpoint=get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
             otlp_headers=headers,
             traces_exporter=get("OTEL_TRACES_EXPORTER").lower(),
+            span_queue_size=int(get("OTEL_BSP_MAX_QUEUE_SIZE", "8192")),
             honeycomb_team=get("HONEYCOMB_TEAM"),
             honeycomb_environment=get("HONEYCOMB_ENVIRONMENT"),
             xray_daemon_address=get("AWS_XRAY_DAEMON_ADDRESS"),

@@ -40,6 +40,8 @@ def test_config_honeycomb_shortcut_and_standard_variables():
     assert config.traces_url == "http://collector:4318/v1/traces"
     assert config.otlp_headers == {"a": "1", "b": "x=y"}
     assert Config.from_env({}).traces_url == ""
+    assert Config.from_env({}).span_queue_size == 8192
+    assert Config.from_env({"OTEL_BSP_MAX_QUEUE_SIZE": "100"}).span_queue_size == 100
     with pytest.raises(ValueError):
         Config.from_env({"CRUDDUR_ENV": "staging"})
 
@@ -244,3 +246,12 @@ def test_xray_dynamic_naming_from_aws_xray_url(config, xray_listener):
     names = [s["name"] for s in wait_for(lambda: len(xray_listener.segments()) == 2 and xray_listener.segments())]
     # A host that matches the pattern names the segment; any other falls back to the service name.
     assert names == ["cruddur-4567.example.test", "backend-flask"]
+
+
+def test_span_queue_is_bounded_by_configuration(config, otlp_receiver):
+    from cruddur.telemetry.tracing import CountingBatchSpanProcessor
+
+    app = create_app(config.replace(otlp_endpoint=otlp_receiver.url, span_queue_size=100))
+    processors = app.extensions["cruddur.tracer_provider"]._active_span_processor._span_processors
+    [processor] = [p for p in processors if isinstance(p, CountingBatchSpanProcessor)]
+    assert processor._batch_processor._queue.maxlen == 100

@@ -133,7 +133,9 @@ def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
     exporter, reason = _exporter(config)
     status = IntegrationStatus("opentelemetry", exporter is not None, reason)
     if exporter is not None:
-        processor = CountingBatchSpanProcessor(CountingExporter(exporter, status))
+        processor = CountingBatchSpanProcessor(
+            CountingExporter(exporter, status), max_queue_size=config.span_queue_size
+        )
         provider.add_span_processor(processor)
         # BatchSpanProcessor.shutdown() takes no timeout (it would wait 30 s on a blackholed
         # endpoint); its inner batch processor does.
