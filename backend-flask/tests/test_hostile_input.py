@@ -14,6 +14,7 @@ assert exactly that, status and reason text, so a change in gunicorn's behaviour
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import http.client
 import json
@@ -55,15 +56,16 @@ class Reply:
         return f"<Reply {self.status} {self.headers.get('content-type')} {self.body[:300]!r}>"
 
 
-class Transport:
+class Transport(abc.ABC):
     """Sends requests; `fill` replaces `{crud}` in a target with the uuid of a live crud."""
 
     name = ""
     is_server = False
     _crud: str | None = None
 
+    @abc.abstractmethod
     def request(self, method: str, target: str, headers: dict | None = None, body: bytes = b"") -> Reply:
-        raise NotImplementedError
+        """Send one request and return the reply (the test client, or raw bytes to gunicorn)."""
 
     def fill(self, target: str) -> str:
         """Substitute `{crud}` with a crud that exists (the newest one in the home feed)."""
