@@ -46,14 +46,14 @@ def is_sensitive(key: str) -> bool:
     return key.strip().lower() in SENSITIVE_QUERY_KEYS
 
 
-def redact_query(query: str) -> str:
-    """The query string with the values of sensitive parameters replaced."""
+def redact_query(query: str, keys: frozenset[str] | set[str] = SENSITIVE_QUERY_KEYS) -> str:
+    """The query string with the values of parameters named in `keys` (lower case) replaced."""
     if not query:
         return query
     pairs = parse_qsl(query, keep_blank_values=True)
-    if not any(is_sensitive(k) for k, _ in pairs):
+    if not any(k.strip().lower() in keys for k, _ in pairs):
         return query
-    return urlencode([(k, REDACTED if is_sensitive(k) else v) for k, v in pairs])
+    return urlencode([(k, REDACTED if k.strip().lower() in keys else v) for k, v in pairs])
 
 
 class RedactQueryMiddleware:

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from urllib.parse import quote, unquote_plus, urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import rollbar
 from flask import Flask, got_request_exception, has_request_context, request
 from rollbar.lib import transport
 
 from ..config import BACKEND_DIR, Config
-from ..privacy import SENSITIVE_QUERY_KEYS
+from ..privacy import SENSITIVE_QUERY_KEYS, redact_query
 from .context import current_ids
 from .delivery import BoundedSender, RetryLater, retry_after_seconds
 from .shutdown import on_shutdown
@@ -52,19 +52,7 @@ SCRUB_FIELDS = sorted(
         "x-aws-ec2-metadata-token",
     }
 )
-_SCRUB_KEYS = {name.lower() for name in SCRUB_FIELDS}
-REDACTED = "********"
-
-
-def scrub_query_string(query: str) -> str:
-    """The query string as sent, except that the values of token-like parameters are redacted."""
-    parts = []
-    for part in query.split("&"):
-        raw_key, sep, _value = part.partition("=")
-        if sep and unquote_plus(raw_key).strip().lower() in _SCRUB_KEYS:
-            part = f"{raw_key}={REDACTED}"
-        parts.append(part)
-    return "&".join(parts)
+_SCRUB_KEYS = frozenset(name.lower() for name in SCRUB_FIELDS)
 
 
 def honeycomb_trace_url(team: str, environment: str, trace_id: str) -> str:
@@ -180,7 +168,8 @@ class RollbarReporter:
         data = rollbar._build_request_data(request._get_current_object()) or {}
         rollbar._filter_ip(data, rollbar.SETTINGS["capture_ip"])
         data["route"] = request.url_rule.rule if request.url_rule is not None else None
-        data["query_string"] = scrub_query_string(request.query_string.decode("latin-1"))
+        # The WSGI layer already redacted the usual credential keys; pyrollbar's own list is longer.
+        data["query_string"] = redact_query(request.query_string.decode("latin-1"), _SCRUB_KEYS)
         return data
 
     def _enqueue(self, payload: str) -> bool:

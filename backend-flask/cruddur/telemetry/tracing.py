@@ -12,7 +12,7 @@ import sys
 from contextlib import contextmanager
 
 from flask import Flask, current_app
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.propagators import (
     TraceResponsePropagator,
@@ -167,8 +167,3 @@ def span(name: str, **attributes):
     tracer = current_app.extensions["cruddur.tracer"]
     with tracer.start_as_current_span(name, attributes=attributes or None) as current:
         yield current
-
-
-def current_span() -> trace.Span:
-    """The active span (a no-op span outside any trace)."""
-    return trace.get_current_span()
