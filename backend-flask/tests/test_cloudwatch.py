@@ -147,17 +147,18 @@ def test_the_queue_is_bounded_and_drops_are_counted(aws_env, caplog):
         logger.addHandler(handler)
         try:
             logger.warning("first")
-            handler.flush(0.0)  # the sender takes it and hangs on the blackholed endpoint
+            handler.flush(0.0)  # a FLUSH marker behind it in the queue
+            # The sender hangs on the blackholed endpoint preparing the log group, before any batch.
             wait_for(lambda: blackhole.request_count >= 1, timeout=10, message="the sender never connected")
             with caplog.at_level(logging.WARNING, logger="cruddur.telemetry.cloudwatch"):
                 for i in range(57):
                     logger.warning("event %d", i)
-            assert status.status()["queued"] == 50
-            assert status.dropped == 7
+            assert status.status()["queued"] == 50  # "first", the marker and 48 of the 57
+            assert status.dropped == 9
             full = [r for r in caplog.records if "queue is full" in r.getMessage()]
-            assert len(full) == 1  # rate-limited: one line, not seven
+            assert len(full) == 1  # rate-limited: one line, not nine
             handler.shutdown(0.2)
-            assert status.dropped == 7 + 51  # everything accepted but never delivered is counted too
+            assert status.dropped == 9 + 49  # everything accepted but never delivered is counted too
             assert status.sent == 0
         finally:
             logger.removeHandler(handler)

@@ -168,7 +168,23 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         self._sender_ident = threading.get_ident()
         # Our own HTTP calls are not application spans, whatever instrumentation is installed.
         with suppress_instrumentation():
+            self._prepare(stream)
             self._dequeue_batch(events, stream, self.send_interval, self.max_batch_size, self.max_batch_count)
+
+    def _prepare(self, stream: str) -> None:
+        """Build the client and the destination now, while the worker starts, not under its first load.
+
+        Building a boto3 client loads botocore's service model: ~60 ms holding the GIL, which a
+        request waiting on this worker would feel. Failures here are retried by the first batch.
+        """
+        try:
+            self._create_destination(stream)
+        except Exception as error:
+            self._warning.warn(
+                "CloudWatch Logs: %s not ready yet (%s); retrying with the first batch",
+                self.log_group_name,
+                type(error).__name__,
+            )
 
     @property
     def _wake_at(self) -> int:
