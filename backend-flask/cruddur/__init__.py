@@ -41,11 +41,20 @@ def create_app(config: Config | None = None) -> Flask:
 
     # Integrations, one module each; each installs nothing when its variable is unset.
     # Order: tracing first (the others read its trace ids).
-    from .telemetry import relay, shutdown, tracing, xray
+    from .telemetry import relay, shutdown, tracing
+
+    # Each transport is its own module, imported only when chosen: in otlp mode neither the X-Ray
+    # SDK nor watchtower is loaded.
+    if config.xray_transport == "otlp":
+        from .telemetry import xray_otlp as xray
+    else:
+        from .telemetry import xray
+    if config.cloudwatch_transport == "otlp":
+        from .telemetry import cloudwatch_otlp as cloudwatch
+    else:
+        from .telemetry import cloudwatch
 
     tracing.init_app(app)
-    from .telemetry import cloudwatch
-
     cloudwatch.init_app(app)
     relay.init_app(app)
     from .telemetry import rollbar

@@ -28,7 +28,9 @@ ENV_VARS = (
     "HONEYCOMB_ENVIRONMENT",
     "AWS_XRAY_DAEMON_ADDRESS",
     "AWS_XRAY_URL",
+    "CRUDDUR_XRAY_TRANSPORT",
     "CLOUDWATCH_LOG_GROUP",
+    "CRUDDUR_CLOUDWATCH_TRANSPORT",
     "AWS_REGION",
     "ROLLBAR_ACCESS_TOKEN",
     "ROLLBAR_ENDPOINT",
@@ -37,6 +39,8 @@ ENV_VARS = (
 )
 
 ENVIRONMENTS = ("development", "test", "production")
+XRAY_TRANSPORTS = ("daemon", "otlp")  # X-Ray SDK -> daemon (UDP), or OpenTelemetry spans -> X-Ray's OTLP endpoint
+CLOUDWATCH_TRANSPORTS = ("api", "otlp")  # watchtower -> PutLogEvents, or OTLP log records -> the Logs OTLP endpoint
 HONEYCOMB_ENDPOINT = "https://api.honeycomb.io"
 
 
@@ -95,9 +99,11 @@ class Config:
     # X-Ray
     xray_daemon_address: str = ""
     xray_url: str = ""
+    xray_transport: str = "daemon"
 
     # CloudWatch Logs
     cloudwatch_log_group: str = ""
+    cloudwatch_transport: str = "api"
     aws_region: str = ""  # AWS_REGION, a fallback: boto3 itself reads only AWS_DEFAULT_REGION
 
     # Rollbar
@@ -117,6 +123,17 @@ class Config:
         env = get("CRUDDUR_ENV", "development")
         if env not in ENVIRONMENTS:
             raise ValueError(f"CRUDDUR_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+        xray_transport = get("CRUDDUR_XRAY_TRANSPORT", "daemon").lower()
+        if xray_transport not in XRAY_TRANSPORTS:
+            raise ValueError(
+                f"CRUDDUR_XRAY_TRANSPORT must be one of {', '.join(XRAY_TRANSPORTS)}, not {xray_transport!r}"
+            )
+        cloudwatch_transport = get("CRUDDUR_CLOUDWATCH_TRANSPORT", "api").lower()
+        if cloudwatch_transport not in CLOUDWATCH_TRANSPORTS:
+            raise ValueError(
+                f"CRUDDUR_CLOUDWATCH_TRANSPORT must be one of {', '.join(CLOUDWATCH_TRANSPORTS)}, "
+                f"not {cloudwatch_transport!r}"
+            )
         headers = _parse_headers(get("OTEL_EXPORTER_OTLP_HEADERS"))
         endpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT")
         honeycomb_key = get("HONEYCOMB_API_KEY")
@@ -140,7 +157,9 @@ class Config:
             honeycomb_environment=get("HONEYCOMB_ENVIRONMENT"),
             xray_daemon_address=get("AWS_XRAY_DAEMON_ADDRESS"),
             xray_url=get("AWS_XRAY_URL"),
+            xray_transport=xray_transport,
             cloudwatch_log_group=get("CLOUDWATCH_LOG_GROUP"),
+            cloudwatch_transport=cloudwatch_transport,
             aws_region=get("AWS_REGION"),
             rollbar_access_token=get("ROLLBAR_ACCESS_TOKEN"),
             rollbar_endpoint=get("ROLLBAR_ENDPOINT"),

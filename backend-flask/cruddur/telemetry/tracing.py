@@ -115,15 +115,27 @@ def build_provider(config: Config) -> TracerProvider:
     return TracerProvider(resource=resource, id_generator=RootAdoptingIdGenerator(), shutdown_on_exit=False)
 
 
+def otlp_exporter(url: str, headers: dict[str, str], session=None) -> SpanExporter:
+    """The OTLP/HTTP protobuf span exporter every destination uses (`session`: e.g. a signing one)."""
+    return WireOTLPSpanExporter(endpoint=url, headers=headers, timeout=EXPORT_TIMEOUT_SECONDS, session=session)
+
+
 def _exporter(config: Config) -> tuple[SpanExporter | None, str]:
     if config.traces_exporter == "console":
         return ConsoleSpanExporter(service_name=config.service_name, out=_Stdout()), "OTEL_TRACES_EXPORTER=console"
     if config.traces_url:
-        exporter = WireOTLPSpanExporter(
-            endpoint=config.traces_url, headers=config.otlp_headers, timeout=EXPORT_TIMEOUT_SECONDS
-        )
-        return exporter, f"OTLP/HTTP to {config.traces_url}"
+        return otlp_exporter(config.traces_url, config.otlp_headers), f"OTLP/HTTP to {config.traces_url}"
     return None, "no OTEL_EXPORTER_OTLP_ENDPOINT or HONEYCOMB_API_KEY"
+
+
+def add_destination(app: Flask, provider: TracerProvider, exporter: SpanExporter, status: IntegrationStatus) -> None:
+    """Export recorded spans to one more place, with its own bounded queue, thread, counters and flush."""
+    config: Config = app.extensions["cruddur.config"]
+    processor = CountingBatchSpanProcessor(CountingExporter(exporter, status), max_queue_size=config.span_queue_size)
+    provider.add_span_processor(processor)
+    # BatchSpanProcessor.shutdown() takes no timeout (it would wait 30 s on a blackholed
+    # endpoint); its inner batch processor does.
+    on_shutdown(app, 10, status.name, lambda seconds: processor._batch_processor.shutdown(int(seconds * 1000)))
 
 
 def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
@@ -133,13 +145,7 @@ def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
     exporter, reason = _exporter(config)
     status = IntegrationStatus("opentelemetry", exporter is not None, reason)
     if exporter is not None:
-        processor = CountingBatchSpanProcessor(
-            CountingExporter(exporter, status), max_queue_size=config.span_queue_size
-        )
-        provider.add_span_processor(processor)
-        # BatchSpanProcessor.shutdown() takes no timeout (it would wait 30 s on a blackholed
-        # endpoint); its inner batch processor does.
-        on_shutdown(app, 10, "opentelemetry", lambda seconds: processor._batch_processor.shutdown(int(seconds * 1000)))
+        add_destination(app, provider, exporter, status)
     app.extensions["cruddur.tracer_provider"] = provider
     app.extensions["cruddur.tracer"] = provider.get_tracer(TRACER_NAME)
     app.extensions["cruddur.instrument_connection"] = lambda conn: SQLite3Instrumentor.instrument_connection(

@@ -1,0 +1,93 @@
+"""AWS's OTLP endpoints (X-Ray traces, CloudWatch Logs): where they are and how requests are signed.
+
+Both take OTLP/HTTP protobuf signed with Signature Version 4: service `xray` for
+`https://xray.<region>.amazonaws.com/v1/traces`, service `logs` for
+`https://logs.<region>.amazonaws.com/v1/logs`. The endpoint, region and credentials come from
+botocore's standard resolution (`AWS_ENDPOINT_URL_XRAY`, `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`,
+`AWS_ENDPOINT_URL`, `AWS_DEFAULT_REGION`, the default credential chain), so what works for boto3
+works here.
+
+Signing is a `requests` auth hook: it runs when `requests` has prepared the request, so it signs
+exactly the headers and body bytes that go out (compressed or not), and it runs on the exporter's
+own thread. Credentials are resolved there on first use (never on the startup path: the chain may
+ask instance metadata) and refreshed by botocore when they are temporary.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import botocore.session
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+
+log = logging.getLogger(__name__)
+
+XRAY_SIGNING_NAME = "xray"
+LOGS_SIGNING_NAME = "logs"
+# Placeholder keys that let botocore build a client (for its endpoint resolution) without running
+# the credential chain; the client is never used to send anything.
+_RESOLVER_KEYS = {"aws_access_key_id": "endpoint-resolution-only", "aws_secret_access_key": "unused"}
+
+
+class NoCredentials(Exception):
+    """The default credential chain found nothing to sign with."""
+
+
+class SigV4RequestAuth(requests.auth.AuthBase):
+    """Signs each prepared request with SigV4 for one service and region (botocore's signer)."""
+
+    def __init__(self, session: botocore.session.Session, service: str, region: str):
+        self.session = session
+        self.service = service
+        self.region = region
+        self._credentials = None
+        self._lock = threading.Lock()
+
+    def _frozen_credentials(self):
+        with self._lock:
+            if self._credentials is None:
+                self._credentials = self.session.get_credentials()
+            if self._credentials is None:
+                raise NoCredentials("no AWS credentials found by the default chain")
+            # A consistent (key, secret, token) triple, refreshed first if it is about to expire.
+            return self._credentials.get_frozen_credentials()
+
+    def __call__(self, prepared: requests.PreparedRequest) -> requests.PreparedRequest:
+        """Add X-Amz-Date, X-Amz-Security-Token (temporary credentials) and Authorization."""
+        headers = {k: v for k, v in prepared.headers.items() if k.lower() not in ("authorization", "x-amz-date")}
+        aws_request = AWSRequest(method=prepared.method, url=prepared.url, headers=headers, data=prepared.body or b"")
+        SigV4Auth(self._frozen_credentials(), self.service, self.region).add_auth(aws_request)
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
+            if name in aws_request.headers:
+                prepared.headers[name] = aws_request.headers[name]
+        return prepared
+
+
+def signed_session(service: str, region: str, session: botocore.session.Session | None = None) -> requests.Session:
+    """A `requests` session whose every request is SigV4-signed for `service` in `region`."""
+    http = requests.Session()
+    http.auth = SigV4RequestAuth(session or botocore.session.Session(), service, region)
+    return http
+
+
+def resolve(service_id: str, fallback_region: str = "") -> tuple[str, str]:
+    """(endpoint base URL, region) as boto3 would resolve them for `service_id`; ("", "") without a region.
+
+    No credential lookup and no network: the client is built with placeholder keys, only to read
+    the endpoint it resolved (AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL, config files, or the
+    regional default).
+    """
+    session = botocore.session.Session()
+    region = session.get_config_variable("region") or fallback_region
+    if not region:
+        return "", ""
+    client = session.create_client(service_id, region_name=region, **_RESOLVER_KEYS)
+    return client.meta.endpoint_url.rstrip("/"), region
+
+
+def quiet_signature_logging() -> None:
+    """botocore logs the canonical request and the signature at DEBUG; never let those through."""
+    logging.getLogger("botocore.auth").setLevel(logging.INFO)
