@@ -41,7 +41,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     # Integrations, one module each; each installs nothing when its variable is unset.
     # Order: tracing first (the others read its trace ids).
-    from .telemetry import relay, shutdown, tracing
+    from .telemetry import metrics, relay, shutdown, tracing
 
     # Each transport is its own module, imported only when chosen: in otlp mode neither the X-Ray
     # SDK nor watchtower is loaded.
@@ -54,6 +54,7 @@ def create_app(config: Config | None = None) -> Flask:
     else:
         from .telemetry import cloudwatch
 
+    metrics.init_app(app)  # before tracing: the Flask instrumentation takes its meter provider
     tracing.init_app(app)
     cloudwatch.init_app(app)
     relay.init_app(app)

@@ -23,6 +23,10 @@ ENV_VARS = (
     "OTEL_EXPORTER_OTLP_HEADERS",
     "OTEL_TRACES_EXPORTER",
     "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+    "OTEL_METRICS_EXPORTER",
+    "OTEL_SEMCONV_STABILITY_OPT_IN",
     "HONEYCOMB_API_KEY",
     "HONEYCOMB_TEAM",
     "HONEYCOMB_ENVIRONMENT",
@@ -42,6 +46,8 @@ ENVIRONMENTS = ("development", "test", "production")
 XRAY_TRANSPORTS = ("daemon", "otlp")  # X-Ray SDK -> daemon (UDP), or OpenTelemetry spans -> X-Ray's OTLP endpoint
 CLOUDWATCH_TRANSPORTS = ("api", "otlp")  # watchtower -> PutLogEvents, or OTLP log records -> the Logs OTLP endpoint
 HONEYCOMB_ENDPOINT = "https://api.honeycomb.io"
+# Honeycomb files metrics under a dataset named by this header (spans are filed by service name).
+HONEYCOMB_DATASET_HEADER = "x-honeycomb-dataset"
 
 
 def _code_version() -> str:
@@ -95,6 +101,13 @@ class Config:
     span_queue_size: int = 8192
     honeycomb_team: str = ""
     honeycomb_environment: str = ""
+    # Metrics (the Flask instrumentation's HTTP server metrics), over OTLP beside the traces
+    otlp_metrics_endpoint: str = ""  # full URL, wins over otlp_endpoint
+    metrics_headers: dict[str, str] = field(default_factory=dict)  # otlp_headers + the metrics-only ones
+    metrics_exporter: str = ""  # "none" turns metrics off
+    # HTTP semantic conventions of the instrumentations: "http" is the stable set
+    # (http.server.request.duration in seconds, url.path, http.request.method...).
+    semconv_stability_opt_in: str = "http"
 
     # X-Ray
     xray_daemon_address: str = ""
@@ -140,6 +153,10 @@ class Config:
         if honeycomb_key:
             endpoint = endpoint or HONEYCOMB_ENDPOINT
             headers.setdefault("x-honeycomb-team", honeycomb_key)
+        service_name = get("OTEL_SERVICE_NAME", "backend-flask")
+        metrics_headers = {**headers, **_parse_headers(get("OTEL_EXPORTER_OTLP_METRICS_HEADERS"))}
+        if honeycomb_key:
+            metrics_headers.setdefault(HONEYCOMB_DATASET_HEADER, f"{service_name}-metrics")
         return cls(
             env=env,
             database_url=get("DATABASE_URL"),
@@ -147,7 +164,7 @@ class Config:
             frontend_url=get("FRONTEND_URL", "http://localhost:3000").rstrip("/"),
             backend_url=get("BACKEND_URL", "http://localhost:4567").rstrip("/"),
             code_version=get("CRUDDUR_CODE_VERSION") or _code_version(),
-            service_name=get("OTEL_SERVICE_NAME", "backend-flask"),
+            service_name=service_name,
             otlp_endpoint=endpoint.rstrip("/"),
             otlp_traces_endpoint=get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
             otlp_headers=headers,
@@ -155,6 +172,10 @@ class Config:
             span_queue_size=int(get("OTEL_BSP_MAX_QUEUE_SIZE", "8192")),
             honeycomb_team=get("HONEYCOMB_TEAM"),
             honeycomb_environment=get("HONEYCOMB_ENVIRONMENT"),
+            otlp_metrics_endpoint=get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
+            metrics_headers=metrics_headers,
+            metrics_exporter=get("OTEL_METRICS_EXPORTER").lower(),
+            semconv_stability_opt_in=get("OTEL_SEMCONV_STABILITY_OPT_IN", "http"),
             xray_daemon_address=get("AWS_XRAY_DAEMON_ADDRESS"),
             xray_url=get("AWS_XRAY_URL"),
             xray_transport=xray_transport,
@@ -172,6 +193,15 @@ class Config:
         if self.otlp_traces_endpoint:
             return self.otlp_traces_endpoint
         return f"{self.otlp_endpoint}/v1/traces" if self.otlp_endpoint else ""
+
+    @property
+    def metrics_url(self) -> str:
+        """Where OTLP/HTTP metric export goes (beside the traces), or "" when metrics are off."""
+        if self.metrics_exporter == "none":
+            return ""
+        if self.otlp_metrics_endpoint:
+            return self.otlp_metrics_endpoint
+        return f"{self.otlp_endpoint}/v1/metrics" if self.otlp_endpoint else ""
 
     @property
     def database_path(self) -> str:

@@ -156,7 +156,10 @@ def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
     # `traceresponse`. These are process-wide by design of the OpenTelemetry API.
     propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), XRayRootPropagator()]))
     set_global_response_propagator(TraceResponsePropagator())
-    FlaskInstrumentor().instrument_app(app, tracer_provider=provider)
+    # Request metrics go to this worker's MeterProvider when metrics export is on (telemetry/metrics.py).
+    FlaskInstrumentor().instrument_app(
+        app, tracer_provider=provider, meter_provider=app.extensions.get("cruddur.meter_provider")
+    )
     # Outgoing HTTP calls made by application code. Telemetry's own calls (OTLP export, the
     # browser relay, Rollbar) run with instrumentation suppressed, so they never become spans.
     requests_instrumentor = RequestsInstrumentor()
