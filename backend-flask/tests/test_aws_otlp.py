@@ -18,6 +18,7 @@ import pytest
 
 from cruddur import create_app
 from cruddur.config import Config
+from cruddur.telemetry import cloudwatch_otlp
 from cruddur.telemetry.cloudwatch_otlp import OTLPLogHandler
 from tests.support.app_server import BACKEND_DIR
 from tests.support.aws_otlp_endpoint import SECRET_KEY, SESSION_TOKEN, AWSOTLPEndpoint
@@ -152,7 +153,8 @@ def test_refused_credentials_are_counted_and_the_signature_is_never_logged(
     assert client.get("/api/activities/home").status_code == 200
     assert app.extensions["cruddur.tracer_provider"].force_flush(10_000) is not None
     flush_logs(app)
-    wait_for(lambda: {d["path"] for d in aws_endpoint.denied()} == {"/v1/traces", "/v1/logs"}, 10)
+    # The log sender's first call is CreateLogGroup (Logs API, path "/"), refused just the same.
+    wait_for(lambda: {d["path"] for d in aws_endpoint.denied()} == {"/v1/traces", "/"}, 10)
     assert {d["type"] for d in aws_endpoint.denied()} == {expected}
     integrations = app.extensions["cruddur.integrations"]
     for name in ("xray", "cloudwatch"):
@@ -160,8 +162,26 @@ def test_refused_credentials_are_counted_and_the_signature_is_never_logged(
         assert integrations[name].sent == 0, name
     signatures = [r.headers["authorization"].rsplit("Signature=", 1)[1] for r in aws_endpoint.requests()]
     logged = caplog.text + json.dumps(client.get("/api/health-check").get_json())
-    assert signatures and not any(signature in logged for signature in signatures)
+    leaked = [line for line in logged.splitlines() if any(signature in line for signature in signatures)]
+    assert signatures and not leaked, leaked[:3]
     assert SECRET_KEY not in logged and SESSION_TOKEN not in logged
+
+
+def test_credentials_expiring_later_fail_the_otlp_log_export_itself(otlp_app, aws_endpoint, monkeypatch):
+    monkeypatch.setattr(cloudwatch_otlp, "SEND_INTERVAL_SECONDS", 0.2)
+    app = otlp_app(xray_transport="daemon")
+    client = app.test_client()
+    client.get("/api/activities/home")
+    aws_endpoint.wait_for_logs(lambda r: r["attributes"].get("logger") == "cruddur.access")
+    aws_endpoint.expired_tokens.add(SESSION_TOKEN)
+    client.get("/api/activities/home")
+    wait_for(lambda: aws_endpoint.denied(), 10)
+    assert aws_endpoint.denied()[0]["path"] == "/v1/logs"
+    assert aws_endpoint.denied()[0]["type"] == "ExpiredTokenException"
+    wait_for(lambda: app.extensions["cruddur.integrations"]["cloudwatch"].failed, 5)
+    status = app.extensions["cruddur.integrations"]["cloudwatch"].status()
+    assert status["failed"] >= 1 and status["dropped"] >= 1 and status["sent"] >= 1
+    assert status["last_error"] == "DeliveryError"
 
 
 def test_no_credential_ever_travels_in_a_payload(otlp_app, aws_endpoint):

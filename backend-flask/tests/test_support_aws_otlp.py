@@ -9,8 +9,10 @@ from __future__ import annotations
 import gzip
 import time
 
+import boto3
 import pytest
 import requests
+from botocore.exceptions import ClientError
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -27,6 +29,21 @@ TRACE_ID = bytes.fromhex(f"{int(time.time()):08x}" + "a" * 24)
 def endpoint():
     with AWSOTLPEndpoint() as server:
         yield server
+
+
+def create_log_stream(endpoint, group="cruddur", stream="backend-flask/host/1", secret=SECRET_KEY):
+    """Create the group and stream with boto3 itself (its own signer, its own JSON protocol)."""
+    logs = boto3.client(
+        "logs",
+        endpoint_url=endpoint.url,
+        region_name="us-east-1",
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=secret,
+        aws_session_token=SESSION_TOKEN,
+    )
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    return logs
 
 
 def trace_body() -> bytes:
@@ -119,6 +136,9 @@ def test_logs_need_the_log_group_and_stream_headers_and_the_logs_service(endpoin
     now = time.time_ns()
     assert send(url, logs_body(now), "logs").status_code == 400
     headers = {"x-aws-log-group": "cruddur", "x-aws-log-stream": "backend-flask/host/1"}
+    missing = send(url, logs_body(now), "logs", headers=headers)
+    assert missing.status_code == 400 and missing.json()["__type"] == "ResourceNotFoundException"
+    create_log_stream(endpoint)
     assert send(url, logs_body(now), "xray", headers=headers).status_code == 403
     response = send(url, logs_body(now), "logs", headers=headers)
     assert response.status_code == 200, response.text
@@ -127,7 +147,22 @@ def test_logs_need_the_log_group_and_stream_headers_and_the_logs_service(endpoin
     assert (record["log_group"], record["log_stream"]) == ("cruddur", "backend-flask/host/1")
 
 
+def test_the_logs_api_calls_are_signed_and_answered_as_boto3_expects(endpoint):
+    logs = create_log_stream(endpoint)
+    with pytest.raises(ClientError) as exists:
+        logs.create_log_group(logGroupName="cruddur")
+    assert exists.value.response["Error"]["Code"] == "ResourceAlreadyExistsException"
+    with pytest.raises(ClientError) as missing:
+        logs.create_log_stream(logGroupName="no-such-group", logStreamName="s")
+    assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as denied:
+        create_log_stream(endpoint, group="other", secret="not-the-secret")
+    assert denied.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    assert endpoint.log_groups == {"cruddur": {"backend-flask/host/1"}}
+
+
 def test_logs_too_old_or_too_new_are_rejected_in_a_partial_success(endpoint):
+    create_log_stream(endpoint, stream="s")
     headers = {"x-aws-log-group": "cruddur", "x-aws-log-stream": "s"}
     now = time.time_ns()
     day = 24 * 3600 * 10**9

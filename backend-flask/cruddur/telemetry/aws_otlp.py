@@ -89,5 +89,9 @@ def resolve(service_id: str, fallback_region: str = "") -> tuple[str, str]:
 
 
 def quiet_signature_logging() -> None:
-    """botocore logs the canonical request and the signature at DEBUG; never let those through."""
-    logging.getLogger("botocore.auth").setLevel(logging.INFO)
+    """Keep botocore's DEBUG records out, whatever the root level: `botocore.auth` logs the string to
+    sign and the signature, `botocore.endpoint` every request with its Authorization and
+    X-Amz-Security-Token headers."""
+    botocore_logger = logging.getLogger("botocore")
+    if botocore_logger.level < logging.INFO:
+        botocore_logger.setLevel(logging.INFO)

@@ -5,7 +5,10 @@ the trace and span ids fill the record's own trace fields, and every other field
 attribute (so Logs Insights queries on `status`, `path`, `trace_id`... keep working). Records go to
 `<AWS_ENDPOINT_URL_CLOUDWATCH_LOGS or https://logs.<region>.amazonaws.com>/v1/logs`, SigV4-signed
 for the service `logs`, with `x-aws-log-group: $CLOUDWATCH_LOG_GROUP` and one `x-aws-log-stream`
-per worker, `<service>/<host>/<pid>`, as with the API transport.
+per worker, `<service>/<host>/<pid>`, as with the API transport. The endpoint only writes to an
+existing group and stream: the sender creates both with the CloudWatch Logs API (CreateLogGroup,
+which a role may be denied if the group is provisioned, and CreateLogStream) before its first batch,
+and again if the endpoint says they are gone.
 
 The request thread formats the line (the trace ids are only there) and appends it to a bounded
 queue; one sender thread per worker encodes and sends batches (delivery.BoundedSender), and the
@@ -20,6 +23,9 @@ import logging
 import os
 import socket
 
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
 from flask import Flask
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest, ExportLogsServiceResponse
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -51,6 +57,11 @@ SEVERITY = {
 }
 # Fields that have their own place in an OTLP log record.
 _BODY_FIELD = "message"
+# Creating the destination: fail fast (a blackholed endpoint must not hold the sender for minutes).
+BOTO_CONFIG = BotoConfig(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 2})
+# Answers to CreateLogGroup/CreateLogStream that mean "go on": it exists, someone is creating it,
+# or (groups only) this role may write to the group but not create it.
+_EXISTS = {"ResourceAlreadyExistsException", "OperationAbortedException"}
 
 
 class DeliveryError(Exception):
@@ -116,6 +127,11 @@ def encode(records: list[tuple[int, int, str, dict]], resource: dict[str, str]) 
     return request.SerializeToString()
 
 
+def _error_type(response) -> str:
+    """The error AWS names in `x-amzn-ErrorType` (`Type:detail`), never the body."""
+    return response.headers.get("x-amzn-ErrorType", "").split(":")[0]
+
+
 def _not_excluded(record: logging.LogRecord) -> bool:
     name = record.name
     return not any(name == prefix or name.startswith(prefix + ".") for prefix in EXCLUDED_LOGGERS)
@@ -126,10 +142,29 @@ class OTLPLogSender:
 
     def __init__(self, url: str, region: str, log_group: str, stream_prefix: str, resource: dict[str, str]):
         self.url = url
+        self.region = region
         self.log_group = log_group
         self.stream_prefix = stream_prefix
         self.resource = resource
         self.session = signed_session(LOGS_SIGNING_NAME, region)
+        self._ready_stream = ""  # the stream created for this process (a forked worker makes its own)
+        self._client = None
+
+    def _create_destination(self, stream: str) -> None:
+        """CreateLogGroup (existing or not ours to create is fine), then CreateLogStream."""
+        if self._client is None:
+            self._client = boto3.session.Session(region_name=self.region).client("logs", config=BOTO_CONFIG)
+        try:
+            self._client.create_log_group(logGroupName=self.log_group)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in _EXISTS | {"AccessDeniedException"}:
+                raise
+        try:
+            self._client.create_log_stream(logGroupName=self.log_group, logStreamName=stream)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in _EXISTS:
+                raise
+        self._ready_stream = stream
 
     @property
     def stream(self) -> str:
@@ -139,17 +174,23 @@ class OTLPLogSender:
 
     def __call__(self, records: list) -> int:
         """POST one batch; return how many records the endpoint rejected. Raises on failure."""
+        stream = self.stream
+        if self._ready_stream != stream:
+            self._create_destination(stream)
         headers = {
             "Content-Type": "application/x-protobuf",
             "x-aws-log-group": self.log_group,
-            "x-aws-log-stream": self.stream,
+            "x-aws-log-stream": stream,
         }
-        response = self.session.post(self.url, data=encode(records, self.resource), headers=headers, timeout=TIMEOUT)
+        body = encode(records, self.resource)
+        response = self.session.post(self.url, data=body, headers=headers, timeout=TIMEOUT)
+        if response.status_code == 400 and _error_type(response) == "ResourceNotFoundException":
+            self._create_destination(stream)  # the group or stream was deleted under us
+            response = self.session.post(self.url, data=body, headers=headers, timeout=TIMEOUT)
         if response.status_code in (429, 503):
             raise RetryLater(retry_after_seconds(response.headers.get("Retry-After")), f"HTTP {response.status_code}")
         if not 200 <= response.status_code < 300:
-            kind = response.headers.get("x-amzn-ErrorType", "").split(":")[0]
-            raise DeliveryError(f"HTTP {response.status_code} {kind}".strip())
+            raise DeliveryError(f"HTTP {response.status_code} {_error_type(response)}".strip())
         try:
             answer = ExportLogsServiceResponse.FromString(response.content)
         except Exception:  # an empty or non-protobuf 2xx body: nothing was reported rejected

@@ -16,7 +16,12 @@ What it enforces, as AWS documents it:
   ``403 InvalidSignatureException`` ("Signature expired").
 - The scope must name this endpoint's region, the date of ``x-amz-date``, and the service of the
   path: ``xray`` for ``/v1/traces``, ``logs`` for ``/v1/logs`` (CloudWatch OTLP endpoints guide).
-- ``/v1/logs`` needs the headers ``x-aws-log-group`` and ``x-aws-log-stream`` (400 without them).
+- ``/v1/logs`` needs the headers ``x-aws-log-group`` and ``x-aws-log-stream`` (400 without them),
+  naming a log group and stream that exist: they are created beforehand with the CloudWatch Logs
+  API, which this stand-in also serves for those two calls (``POST /`` with
+  ``X-Amz-Target: Logs_20140328.CreateLogGroup`` / ``CreateLogStream``, JSON 1.1, signed for
+  ``logs``); an unknown one is ``400 ResourceNotFoundException``. ``require_existing=False`` accepts
+  any names.
 - Log records that PutLogEvents would refuse (older than 14 days or more than 2 hours in the future)
   are rejected in the answer's ``partialSuccess`` (``rejected_log_records``), and not stored;
   ``reject_next_logs(n)`` rejects the next ``n`` records the same way.
@@ -29,6 +34,7 @@ apply before any of this, as a network or an overloaded service would.
 from __future__ import annotations
 
 import hmac
+import json
 import re
 import threading
 import time
@@ -104,14 +110,33 @@ def log_record_dict(record, resource, scope, headers):
     }
 
 
+def _aws_error(status: int, error_type: str, message: str) -> Response:
+    return Response(
+        status,
+        json.dumps({"__type": error_type, "message": message}).encode(),
+        "application/x-amz-json-1.1",
+        {"x-amzn-ErrorType": error_type},
+    )
+
+
 class AWSOTLPEndpoint(FaultyHTTPServer):
     """X-Ray's and CloudWatch Logs' OTLP/HTTP endpoints in one loopback server; see the module docstring."""
 
     name = "aws-otlp"
 
-    def __init__(self, region=REGION, access_key=ACCESS_KEY, secret_key=SECRET_KEY, session_token=SESSION_TOKEN, **kw):
+    def __init__(
+        self,
+        region=REGION,
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        session_token=SESSION_TOKEN,
+        require_existing=True,
+        **kw,
+    ):
         """Accept requests signed for ``region`` with these credentials (``session_token`` None: long-term keys)."""
         super().__init__(**kw)
+        self.require_existing = require_existing
+        self.log_groups: dict[str, set[str]] = {}  # created with the Logs API: group -> streams
         self.region = region
         self.credentials = {access_key: (secret_key, session_token)}
         self.expired_tokens: set[str] = set()
@@ -143,16 +168,19 @@ class AWSOTLPEndpoint(FaultyHTTPServer):
         """Authenticate, then decode and store (or reject) the export."""
         path = request.path.split("?")[0]
         service = SERVICES.get(path)
-        if request.method != "POST" or service is None:
+        target = request.headers.get("x-amz-target", "")
+        if request.method == "POST" and path == "/" and target.startswith("Logs_20140328."):
+            service = "logs"
+        elif request.method != "POST" or service is None:
             return super().handle(request)
         try:
             self.authenticate(request, service)
         except Forbidden as denied:
             with self._data_lock:
                 self._denied.append({"type": denied.error_type, "message": str(denied), "path": path})
-            return Response.json(
-                403, {"__type": denied.error_type, "message": str(denied)}, {"x-amzn-ErrorType": denied.error_type}
-            )
+            return _aws_error(403, denied.error_type, str(denied))
+        if path == "/":
+            return self._logs_api(target.split(".", 1)[1], request)
         content_type = request.headers.get("content-type", "")
         if content_type.split(";")[0].strip() != "application/x-protobuf":
             return Response.json(415, {"message": f"unsupported content type {content_type!r}"})
@@ -234,10 +262,37 @@ class AWSOTLPEndpoint(FaultyHTTPServer):
             self._spans.extend(spans)
         return Response(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
 
+    def _logs_api(self, operation, request):
+        """CreateLogGroup and CreateLogStream, answered as CloudWatch Logs does (JSON 1.1)."""
+        try:
+            body = json.loads(request.body or b"{}")
+        except ValueError as error:
+            raise BadRequest(f"invalid JSON: {error}") from error
+        group = body.get("logGroupName", "")
+        with self._data_lock:
+            if operation == "CreateLogGroup":
+                if group in self.log_groups:
+                    return _aws_error(400, "ResourceAlreadyExistsException", "The specified log group already exists")
+                self.log_groups[group] = set()
+            elif operation == "CreateLogStream":
+                streams = self.log_groups.get(group)
+                if streams is None:
+                    return _aws_error(400, "ResourceNotFoundException", "The specified log group does not exist.")
+                if body.get("logStreamName") in streams:
+                    return _aws_error(400, "ResourceAlreadyExistsException", "The specified log stream already exists")
+                streams.add(body.get("logStreamName", ""))
+            else:
+                return _aws_error(400, "InvalidAction", f"{operation} is not served by this stand-in")
+        return Response(200, b"", "application/x-amz-json-1.1")
+
     def _logs_export(self, request):
         group, stream = request.headers.get("x-aws-log-group"), request.headers.get("x-aws-log-stream")
         if not group or not stream:
             raise BadRequest("x-aws-log-group and x-aws-log-stream headers are required")
+        with self._data_lock:
+            exists = stream in self.log_groups.get(group, ())
+        if self.require_existing and not exists:
+            return _aws_error(400, "ResourceNotFoundException", "The specified log group or log stream does not exist.")
         message = ExportLogsServiceRequest()
         try:
             message.ParseFromString(request.body)
