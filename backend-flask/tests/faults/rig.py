@@ -178,6 +178,7 @@ class FaultRun:
     concurrency: int = 4
     rate: float | None = 100.0  # requests per second over all connections; None: as fast as answered
     progress: object = None  # callable(str) for progress lines (the soak prints them)
+    extra_env: object = None  # callable(fault, sinks) -> variables added to the app's environment
 
     env: dict = field(default_factory=dict)
     server: AppServer | None = None
@@ -200,6 +201,8 @@ class FaultRun:
     def start(self, extra_env: dict | None = None) -> FaultRun:
         """Put the sinks in the fault, then start the app (timed) pointed at them."""
         self.sinks.set_fault(self.fault)
+        if extra_env is None and self.extra_env is not None:
+            extra_env = self.extra_env(self.fault, self.sinks)
         self.env = {
             **self.sinks.env,
             **secrets(),
