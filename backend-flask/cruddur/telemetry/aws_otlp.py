@@ -46,6 +46,10 @@ class SigV4RequestAuth(requests.auth.AuthBase):
         self._credentials = None
         self._lock = threading.Lock()
 
+    def credentials(self):
+        """The credentials to sign with, frozen (resolved through the default chain on first use)."""
+        return self._frozen_credentials()
+
     def _frozen_credentials(self):
         with self._lock:
             if self._credentials is None:

@@ -150,6 +150,15 @@ class OTLPLogSender:
         self._ready_stream = ""  # the stream created for this process (a forked worker makes its own)
         self._client = None
 
+    def prepare(self) -> None:
+        """Build the Logs client, create the stream and resolve credentials now, while the worker starts.
+
+        Building a boto3 client loads botocore's service model (tens of milliseconds holding the
+        GIL); done under load, at the first batch, a request waiting on this worker would feel it.
+        """
+        self._create_destination(self.stream)
+        self.session.auth.credentials()
+
     def _create_destination(self, stream: str) -> None:
         """CreateLogGroup (existing or not ours to create is fine), then CreateLogStream."""
         if self._client is None:
@@ -255,6 +264,7 @@ def init_app(app: Flask) -> bool:
         max_queue=QUEUE_CAPACITY,
         max_batch=MAX_BATCH,
         linger=SEND_INTERVAL_SECONDS,
+        on_start=send.prepare,
     )
     handler = OTLPLogHandler(sender, status)
     logging.getLogger().addHandler(handler)

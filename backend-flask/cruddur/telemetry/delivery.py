@@ -69,6 +69,7 @@ class BoundedSender:
         max_queue: int = 1000,
         max_batch: int = 1,
         linger: float = 0.0,
+        on_start: Callable[[], None] | None = None,
     ):
         self.name = name
         self._send = send
@@ -76,6 +77,7 @@ class BoundedSender:
         self.max_queue = max_queue
         self.max_batch = max_batch
         self.linger = linger
+        self._on_start = on_start  # runs first on each new sender thread (e.g. building a client)
         self._warning = RateLimitedWarning(logger)
         self._reset()
         status.set_queue_probe(self.queued)
@@ -123,6 +125,12 @@ class BoundedSender:
 
     def _run(self) -> None:
         self._thread_ident = threading.get_ident()
+        if self._on_start is not None:
+            try:
+                with suppress_instrumentation():
+                    self._on_start()
+            except Exception as error:  # the first delivery tries again
+                self._warning.warn("%s: not ready yet (%s)", self.name, type(error).__name__)
         while True:
             with self._cond:
                 while not self._closed:
