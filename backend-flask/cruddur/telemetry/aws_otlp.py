@@ -77,19 +77,22 @@ def signed_session(service: str, region: str, session: botocore.session.Session 
     return http
 
 
-def resolve(service_id: str, fallback_region: str = "") -> tuple[str, str]:
-    """(endpoint base URL, region) as boto3 would resolve them for `service_id`; ("", "") without a region.
+def resolve(service_id: str, fallback_region: str = "") -> tuple[str, str, str]:
+    """(endpoint base URL, region, "") as boto3 would resolve them for `service_id`, or ("", "", why not).
 
     No credential lookup and no network: the client is built with placeholder keys, only to read
     the endpoint it resolved (AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL, config files, or the
     regional default).
     """
-    session = botocore.session.Session()
-    region = session.get_config_variable("region") or fallback_region
-    if not region:
-        return "", ""
-    client = session.create_client(service_id, region_name=region, **_RESOLVER_KEYS)
-    return client.meta.endpoint_url.rstrip("/"), region
+    try:
+        session = botocore.session.Session()
+        region = session.get_config_variable("region") or fallback_region
+        if not region:
+            return "", "", "botocore finds no region"
+        client = session.create_client(service_id, region_name=region, **_RESOLVER_KEYS)
+    except Exception as error:  # a malformed endpoint or config file
+        return "", "", f"botocore cannot resolve the endpoint ({type(error).__name__})"
+    return client.meta.endpoint_url.rstrip("/"), region, ""
 
 
 def quiet_signature_logging() -> None:

@@ -234,16 +234,9 @@ def init_app(app: Flask) -> bool:
     """Ship every log line to CLOUDWATCH_LOG_GROUP over OTLP when it is set. Returns whether it is on."""
     config: Config = app.extensions["cruddur.config"]
     group = config.cloudwatch_log_group
-    endpoint = region = ""
-    if not group:
-        reason = "CLOUDWATCH_LOG_GROUP is not set"
-    else:
-        try:
-            endpoint, region = resolve("logs", config.aws_region)
-            reason = "CLOUDWATCH_LOG_GROUP is set but botocore finds no region"
-        except Exception as error:
-            reason = f"CLOUDWATCH_LOG_GROUP is set but botocore cannot resolve the endpoint ({type(error).__name__})"
+    endpoint, region, why_not = resolve("logs", config.aws_region) if group else ("", "", "")
     if not endpoint:
+        reason = f"CLOUDWATCH_LOG_GROUP is set, but {why_not}" if group else "CLOUDWATCH_LOG_GROUP is not set"
         status = IntegrationStatus(NAME, False, reason)
         register(app, status)
         return announce(log, status)

@@ -27,15 +27,9 @@ TRACES_PATH = "/v1/traces"
 def init_app(app: Flask) -> bool:
     """Export every recorded span to X-Ray's OTLP endpoint. Returns whether it is on."""
     config: Config = app.extensions["cruddur.config"]
-    try:
-        endpoint, region = resolve("xray", config.aws_region)
-    except Exception as error:  # a malformed endpoint or config file: off, with the reason
-        endpoint, region = "", ""
-        reason = f"CRUDDUR_XRAY_TRANSPORT=otlp, but botocore cannot resolve the endpoint ({type(error).__name__})"
-    else:
-        reason = "CRUDDUR_XRAY_TRANSPORT=otlp, but botocore finds no region"
-    if not endpoint:
-        status = IntegrationStatus(NAME, False, reason)
+    endpoint, region, why_not = resolve("xray", config.aws_region)
+    if why_not:
+        status = IntegrationStatus(NAME, False, f"CRUDDUR_XRAY_TRANSPORT=otlp, but {why_not}")
         register(app, status)
         return announce(log, status)
     status = IntegrationStatus(NAME, True, f"OTLP/HTTP spans to X-Ray in {region}, SigV4-signed")
