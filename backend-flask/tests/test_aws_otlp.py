@@ -239,6 +239,25 @@ def test_defaults_are_the_daemon_and_the_api(config):
     assert Config.from_env({"CRUDDUR_XRAY_TRANSPORT": "OTLP"}).xray_transport == "otlp"
 
 
+def test_endpoints_resolve_as_boto3_resolves_them(monkeypatch, tmp_path):
+    import boto3
+
+    from cruddur.telemetry.aws_otlp import resolve
+
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_XRAY", "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-3")
+    keys = {"aws_access_key_id": "k", "aws_secret_access_key": "s"}
+    for service in ("xray", "logs"):
+        assert resolve(service) == (boto3.client(service, **keys).meta.endpoint_url, "eu-west-3", "")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "http://127.0.0.1:9999/")
+    assert resolve("xray")[0] == boto3.client("xray", **keys).meta.endpoint_url == "http://127.0.0.1:4566"
+    assert resolve("logs")[0] == "http://127.0.0.1:9999"
+    assert boto3.client("logs", **keys).meta.endpoint_url.rstrip("/") == "http://127.0.0.1:9999"
+
+
 def test_otlp_transports_stay_off_without_a_region(otlp_app, monkeypatch, tmp_path):
     for name in ("AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)

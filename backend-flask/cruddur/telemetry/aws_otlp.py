@@ -22,14 +22,12 @@ import botocore.session
 import requests
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.configprovider import ConfiguredEndpointProvider
 
 log = logging.getLogger(__name__)
 
 XRAY_SIGNING_NAME = "xray"
 LOGS_SIGNING_NAME = "logs"
-# Placeholder keys that let botocore build a client (for its endpoint resolution) without running
-# the credential chain; the client is never used to send anything.
-_RESOLVER_KEYS = {"aws_access_key_id": "endpoint-resolution-only", "aws_secret_access_key": "unused"}
 
 
 class NoCredentials(Exception):
@@ -80,19 +78,24 @@ def signed_session(service: str, region: str, session: botocore.session.Session 
 def resolve(service_id: str, fallback_region: str = "") -> tuple[str, str, str]:
     """(endpoint base URL, region, "") as boto3 would resolve them for `service_id`, or ("", "", why not).
 
-    No credential lookup and no network: the client is built with placeholder keys, only to read
-    the endpoint it resolved (AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL, config files, or the
-    regional default).
+    A configured endpoint is found as boto3 finds it (AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL,
+    the config file's `services` section), else the regional one AWS documents for the OTLP
+    endpoints, `https://<service>.<region>.amazonaws.com`. No credential lookup, no network, and no
+    service model loaded (building a client would load one: tens of milliseconds per worker).
     """
     try:
         session = botocore.session.Session()
         region = session.get_config_variable("region") or fallback_region
         if not region:
             return "", "", "botocore finds no region"
-        client = session.create_client(service_id, region_name=region, **_RESOLVER_KEYS)
-    except Exception as error:  # a malformed endpoint or config file
+        configured = None
+        if not session.get_config_variable("ignore_configured_endpoint_urls"):
+            provider = ConfiguredEndpointProvider(session.full_config, session.get_scoped_config(), service_id)
+            configured = provider.provide()
+    except Exception as error:  # a malformed config file or profile
         return "", "", f"botocore cannot resolve the endpoint ({type(error).__name__})"
-    return client.meta.endpoint_url.rstrip("/"), region, ""
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return (configured or f"https://{service_id}.{region}.{suffix}").rstrip("/"), region, ""
 
 
 def quiet_signature_logging() -> None:
