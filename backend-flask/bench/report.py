@@ -8,8 +8,11 @@ METRICS = ("cpu_ms_per_request", "rps", "p50_ms", "p99_ms", "rss_mb")
 LABELS = {
     "bare": "bare (no integrations)",
     "otlp": "OpenTelemetry → OTLP",
+    "metrics": "OpenTelemetry → OTLP, with request metrics",
     "xray": "X-Ray",
+    "xray-otlp": "X-Ray over OTLP (SigV4)",
     "cloudwatch": "CloudWatch Logs",
+    "cloudwatch-otlp": "CloudWatch Logs over OTLP (SigV4)",
     "rollbar": "Rollbar",
     "all": "all four",
 }

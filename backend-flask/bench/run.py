@@ -24,15 +24,20 @@ from tests.support.app_server import AppServer
 from .load import LoadGenerator, LoadResult
 from .probes import AppLog, Sinks, cpu_seconds, rss_mb, wait_until
 
-CONFIGS = ("bare", "otlp", "xray", "cloudwatch", "rollbar", "all")
+CONFIGS = ("bare", "otlp", "metrics", "xray", "xray-otlp", "cloudwatch", "cloudwatch-otlp", "rollbar", "all")
 INTEGRATIONS = {
     "bare": (),
     "otlp": ("otlp",),
+    "metrics": ("otlp", "metrics"),  # traces plus request metrics: its cost is metrics / otlp
     "xray": ("xray",),
+    "xray-otlp": ("xray-otlp",),  # CRUDDUR_XRAY_TRANSPORT=otlp, to the SigV4-checking stand-in
     "cloudwatch": ("cloudwatch",),
+    "cloudwatch-otlp": ("cloudwatch-otlp",),  # CRUDDUR_CLOUDWATCH_TRANSPORT=otlp
     "rollbar": ("rollbar",),
     "all": ("otlp", "xray", "cloudwatch", "rollbar"),
 }
+# The SDK's default export interval: the per-request cost is recording; one export a minute amortizes.
+METRICS_EXPORT_INTERVAL_MS = "60000"
 NEW_CRUD = json.dumps({"message": "Benchmarking the cost of telemetry, one crud at a time.", "ttl": "7-days"})
 # name: (method, path, body)
 ENDPOINTS = {
@@ -91,6 +96,15 @@ def app_env(config: str, sinks: Sinks | None) -> dict:
     sink_env = sinks.env
     if "otlp" in on:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink_env["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        env["OTEL_METRICS_EXPORTER"] = "otlp" if "metrics" in on else "none"
+        env["OTEL_METRIC_EXPORT_INTERVAL"] = METRICS_EXPORT_INTERVAL_MS
+    if "xray-otlp" in on or "cloudwatch-otlp" in on:
+        env.update(sinks.addresses["aws_env"])
+    if "xray-otlp" in on:
+        env["CRUDDUR_XRAY_TRANSPORT"] = "otlp"
+    if "cloudwatch-otlp" in on:
+        env["CRUDDUR_CLOUDWATCH_TRANSPORT"] = "otlp"
+        env["CLOUDWATCH_LOG_GROUP"] = log_group(config)
     if "xray" in on:
         env["AWS_XRAY_DAEMON_ADDRESS"] = sink_env["AWS_XRAY_DAEMON_ADDRESS"]
     if "cloudwatch" in on:
@@ -208,9 +222,13 @@ def drain(servers: list[Server], sinks: Sinks | None) -> bool:
     time.sleep(0.05)
     served = {s.config: dict(s.log.read()) for s in servers}
     spans_expected = sum(sum(served[s.config].values()) for s in servers if "otlp" in s.on)
+    aws_spans_expected = sum(sum(served[s.config].values()) for s in servers if "xray-otlp" in s.on)
 
     def arrived() -> bool:
-        if spans_expected and sinks.stats()["server_spans"] < spans_expected:
+        stats = sinks.stats()
+        if spans_expected and stats["server_spans"] < spans_expected:
+            return False
+        if aws_spans_expected and stats["aws"]["server_spans"] < aws_spans_expected:
             return False
         return all(
             s.cloudwatch.read()[path] >= n for s in servers if s.cloudwatch for path, n in served[s.config].items()
@@ -233,6 +251,19 @@ def loss_checks(servers: list[Server], sinks: Sinks | None) -> dict:
         check.update(actual=stats["server_spans"], ok=stats["server_spans"] == served)
         totals["spans_per_request"] = round(stats["spans"] / served, 2) if served else None
         totals["checks"] = [check]
+    aws = [s for s in servers if "xray-otlp" in s.on]
+    if aws:
+        served = sum(s.log.access_total for s in aws)
+        check = {"check": "X-Ray over OTLP: one server span per request served", "expected": served}
+        check.update(actual=stats["aws"]["server_spans"], ok=stats["aws"]["server_spans"] == served)
+        totals.setdefault("checks", []).append(check)
+    aws = [s for s in servers if "cloudwatch-otlp" in s.on]
+    if aws:
+        # Every line the worker logged: access lines and the startup lines; at least one per request.
+        served = sum(s.log.access_total for s in aws)
+        check = {"check": "CloudWatch over OTLP: at least one log record per request served", "expected": served}
+        check.update(actual=stats["aws"]["log_records"], ok=stats["aws"]["log_records"] >= served)
+        totals.setdefault("checks", []).append(check)
     xray = [s for s in servers if "xray" in s.on]
     if xray:
         sent = sum(s.health["xray"]["sent"] for s in xray)
