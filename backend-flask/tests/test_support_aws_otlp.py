@@ -185,3 +185,11 @@ def test_fault_modes_apply_before_authentication(endpoint):
         send(endpoint.url + "/v1/traces", trace_body(), "xray")
     endpoint.mode = "ok"
     assert send(endpoint.url + "/v1/traces", trace_body(), "xray").status_code == 200
+
+
+def test_spans_with_invalid_ids_are_refused(endpoint):
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add()
+    span.trace_id, span.span_id, span.name = bytes(16), bytes.fromhex("b" * 16), "zero trace id"
+    response = send(endpoint.url + "/v1/traces", request.SerializeToString(), "xray")
+    assert response.status_code == 400 and endpoint.spans() == []

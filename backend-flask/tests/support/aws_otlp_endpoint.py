@@ -25,7 +25,8 @@ What it enforces, as AWS documents it:
 - Log records that PutLogEvents would refuse (older than 14 days or more than 2 hours in the future)
   are rejected in the answer's ``partialSuccess`` (``rejected_log_records``), and not stored;
   ``reject_next_logs(n)`` rejects the next ``n`` records the same way.
-- Bodies are OTLP protobuf (``application/x-protobuf``); anything else is 400/415.
+- Bodies are OTLP protobuf (``application/x-protobuf``); anything else is 400/415. A span whose
+  trace id is all zeros or whose ids have the wrong length (invalid in OTLP) is 400.
 
 The fault modes of ``FaultyHTTPServer`` (refused, blackhole, slow, 500, 429 with ``Retry-After``)
 apply before any of this, as a network or an overloaded service would.
@@ -256,7 +257,8 @@ class AWSOTLPEndpoint(FaultyHTTPServer):
             raise BadRequest(f"invalid protobuf: {error}") from error
         spans = spans_of(message)
         for span in spans:
-            if not (len(span["trace_id"]) == 32 and int(span["trace_id"], 16) and len(span["span_id"]) == 16):
+            trace_ok = len(span["trace_id"]) == 32 and int(span["trace_id"], 16)
+            if not (trace_ok and len(span["span_id"]) == 16 and int(span["span_id"], 16)):
                 raise BadRequest(f"invalid span ids: {span['trace_id']!r} {span['span_id']!r}")
         with self._data_lock:
             self._spans.extend(spans)
