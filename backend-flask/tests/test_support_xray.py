@@ -94,6 +94,8 @@ def test_malformed_datagrams_are_kept_apart(xray_listener):
     with pytest.raises(ValueError):
         parse_datagram(b"no header")
     assert parse_datagram(b'{"format":"json","version":1}\n{"a":1}') == ({"format": "json", "version": 1}, {"a": 1})
+    assert len(xray_listener.rejected()) == 3
+    xray_listener.reset()
 
 
 def test_refuse_closes_the_port_and_ok_rebinds_it():

@@ -1,6 +1,7 @@
 """pytest plugin (``pytest_plugins = ["tests.support.fixtures"]``): the stand-ins as fixtures.
 
-- ``otlp_receiver``, ``xray_listener``, ``rollbar_receiver``: fresh per test, in ``ok`` mode.
+- ``otlp_receiver``, ``xray_listener``, ``rollbar_receiver``: fresh per test, in ``ok`` mode. A test
+  using ``xray_listener`` fails if the listener got a document X-Ray would refuse.
 - ``moto_logs``: one moto server for the session (starting moto is the slow part); isolate tests
   with ``log_group`` (a unique name per test).
 - ``app_server_factory``: ``app_server_factory(env, workers=1, **kwargs)`` starts an ``AppServer``
@@ -25,9 +26,10 @@ def otlp_receiver():
 
 @pytest.fixture
 def xray_listener():
-    """An X-Ray daemon stand-in (UDP) on a fresh loopback port."""
+    """An X-Ray daemon stand-in (UDP) on a fresh loopback port; no document it gets may be one X-Ray refuses."""
     with XRayListener() as listener:
         yield listener
+        assert listener.rejected() == [], "documents X-Ray would refuse"
 
 
 @pytest.fixture
