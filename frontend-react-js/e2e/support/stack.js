@@ -1,5 +1,5 @@
 // Starts what the browser tests need, for real: the backend under gunicorn, the built frontend,
-// an OTLP receiver, and Debian's Chromium. Everything listens on 127.0.0.1 and is stopped by `stop()`.
+// an OTLP receiver, the X-Ray daemon stand-in (as strict as X-Ray), and Debian's Chromium. Everything listens on 127.0.0.1 and is stopped by `stop()`.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
@@ -193,6 +193,52 @@ export async function startOtlpReceiver() {
   return { url: info.url, spans, child, stop: () => child.stop() };
 }
 
+/**
+ * The backend's X-Ray daemon stand-in: every document it takes lands in `documents`, every one X-Ray
+ * would refuse in `rejected` (with the rules it breaks).
+ */
+export async function startXRayListener() {
+  const child = new Child('x-ray listener', path.join(BACKEND_DIR, '.venv/bin/python'), [
+    '-m',
+    'tests.support.xray_listener',
+    '--port',
+    '0',
+  ], { cwd: BACKEND_DIR, env: { ...process.env, PYTHONUNBUFFERED: '1' } });
+  const documents = [];
+  const rejected = [];
+  let ready;
+  const started = new Promise((resolve) => (ready = resolve));
+  child.stdoutLines.on('line', (line) => {
+    let parsed;
+    try {
+      parsed = JSON.parse(line);
+    } catch {
+      child.keep(line);
+      return;
+    }
+    if (parsed.daemon_address) ready(parsed);
+    else if (parsed.document) documents.push(parsed.document);
+    else rejected.push(parsed);
+  });
+  let timer;
+  const info = await Promise.race([
+    started,
+    child.exited.then(() => {
+      throw new Error(`the X-Ray listener exited before it was ready:\n${child.tail()}`);
+    }),
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error('the X-Ray listener did not start')), 30000);
+    }),
+  ])
+    .catch(async (error) => {
+      await child.stop();
+      throw error;
+    })
+    .finally(() => clearTimeout(timer));
+  progress(`X-Ray listener at ${info.daemon_address}`);
+  return { daemonAddress: info.daemon_address, documents, rejected, child, stop: () => child.stop() };
+}
+
 /** The real backend under gunicorn on a fresh SQLite database; resolves once it answers. */
 export async function startBackend({ port, frontendUrl, dbDir, env = {} }) {
   const url = `http://127.0.0.1:${port}`;
@@ -213,7 +259,17 @@ export async function startBackend({ port, frontendUrl, dbDir, env = {} }) {
       ...env,
     },
   });
-  child.stdoutLines.on('line', (line) => child.keep(line));
+  const accessLog = [];
+  child.stdoutLines.on('line', (line) => {
+    child.keep(line);
+    if (line.includes('"cruddur.access"')) {
+      try {
+        accessLog.push(JSON.parse(line));
+      } catch {
+        // not a JSON line
+      }
+    }
+  });
   try {
     await waitFor('the backend health check', async () => {
       if (!child.running) throw new Error(`the backend exited:\n${child.tail()}`);
@@ -224,7 +280,7 @@ export async function startBackend({ port, frontendUrl, dbDir, env = {} }) {
     await child.stop();
     throw error;
   }
-  return { url, child, stop: () => child.stop() };
+  return { url, child, accessLog, stop: () => child.stop() };
 }
 
 /** Start receiver, backend, built frontend; `stop()` ends all of them, whatever started. */
@@ -247,6 +303,8 @@ export async function startStack() {
     stack.frontendUrl = `http://127.0.0.1:${frontendPort}`;
     stack.receiver = await startOtlpReceiver();
     stoppers.push(['the OTLP receiver', stack.receiver.stop]);
+    stack.xray = await startXRayListener();
+    stoppers.push(['the X-Ray listener', stack.xray.stop]);
     const backendUrl = `http://127.0.0.1:${backendPort}`;
     const dist = path.join(tmp, 'dist');
     const [backend] = await Promise.all([
@@ -254,7 +312,7 @@ export async function startStack() {
         port: backendPort,
         frontendUrl: stack.frontendUrl,
         dbDir: tmp,
-        env: { OTEL_EXPORTER_OTLP_ENDPOINT: stack.receiver.url },
+        env: { OTEL_EXPORTER_OTLP_ENDPOINT: stack.receiver.url, AWS_XRAY_DAEMON_ADDRESS: stack.xray.daemonAddress },
       }).then((started) => {
         stoppers.push(['the backend', started.stop]);
         return started;
