@@ -30,10 +30,6 @@ from urllib.parse import quote
 import pytest
 
 from tests.support.app_server import AppServer
-from tests.support.moto_logs import unique_log_group
-from tests.support.otlp_receiver import OTLPReceiver
-from tests.support.rollbar_receiver import RollbarReceiver
-from tests.support.xray_listener import XRayListener
 
 ONE_MIB = 1024 * 1024
 RELAY_MAX = 512 * 1024  # cruddur.telemetry.relay.MAX_BODY_BYTES
@@ -959,13 +955,6 @@ def test_flask_client(client, hostile: Case):
 
 
 @pytest.fixture(scope="module")
-def sinks(moto_logs):
-    """The four vendors' stand-ins, for the gunicorn run."""
-    with OTLPReceiver() as otlp, XRayListener() as xray, RollbarReceiver() as rollbar:
-        yield {"otlp": otlp, "xray": xray, "rollbar": rollbar, "moto": moto_logs, "log_group": unique_log_group()}
-
-
-@pytest.fixture(scope="module")
 def secrets():
     """Credentials unique to this run: finding one in a sink or a log line is a leak."""
     tag = uuid.uuid4().hex
@@ -976,17 +965,9 @@ def secrets():
 
 
 @pytest.fixture(scope="module")
-def gunicorn_server(tmp_path_factory, sinks, secrets):
+def gunicorn_server(tmp_path_factory, stand_ins, secrets):
     """One real gunicorn server for the module (1 sync worker, all four integrations on)."""
-    env = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": sinks["otlp"].endpoint,
-        "AWS_XRAY_DAEMON_ADDRESS": sinks["xray"].daemon_address,
-        "ROLLBAR_ENDPOINT": sinks["rollbar"].endpoint,
-        "CLOUDWATCH_LOG_GROUP": sinks["log_group"],
-        **sinks["moto"].env(),
-        **secrets,
-    }
-    server = AppServer(env, workers=1, log_dir=tmp_path_factory.mktemp("hostile-gunicorn"))
+    server = AppServer({**stand_ins.env, **secrets}, workers=1, log_dir=tmp_path_factory.mktemp("hostile-gunicorn"))
     server.start()
     server.initial_workers = server.wait_for_workers()
     yield server
@@ -1016,7 +997,7 @@ def test_gunicorn_survived_the_corpus(gunicorn_server, http_transport):
 
 
 @pytest.mark.slow
-def test_gunicorn_telemetry_survived_the_corpus(gunicorn_server, http_transport, sinks, secrets):
+def test_gunicorn_telemetry_survived_the_corpus(gunicorn_server, http_transport, stand_ins, secrets):
     """Runs last: every integration still on, X-Ray got nothing it would refuse, no secret in any sink,
     no traceback, and no log line echoes a trace header value in full."""
     integrations = http_transport.get("/api/health-check").json()["integrations"]
@@ -1025,18 +1006,18 @@ def test_gunicorn_telemetry_survived_the_corpus(gunicorn_server, http_transport,
     assert integrations["xray"]["rerooted"] > 0  # the old and future X-Ray roots
     assert integrations["xray"]["contained_errors"] == 0
     gunicorn_server.stop()  # flushes every integration
-    xray = sinks["xray"]
+    xray = stand_ins.xray
     assert xray.segments(), "X-Ray got segments"
     assert xray.rejected() == [], "documents X-Ray would refuse"
     sink_texts = {
-        "opentelemetry": repr(sinks["otlp"].spans()),
+        "opentelemetry": repr(stand_ins.otlp.spans()),
         "xray": repr(xray.documents()),
-        "rollbar": repr(sinks["rollbar"].payloads()) + repr(sinks["rollbar"].headers()),
-        "cloudwatch": repr(sinks["moto"].events(sinks["log_group"])),
+        "rollbar": repr(stand_ins.rollbar.payloads()) + repr(stand_ins.rollbar.headers()),
+        "cloudwatch": repr(stand_ins.moto.events(stand_ins.log_group)),
         "stdout": gunicorn_server.stdout_text(),
         "stderr": gunicorn_server.stderr_text(),
     }
-    assert sinks["otlp"].spans() and sinks["moto"].events(sinks["log_group"])
+    assert stand_ins.otlp.spans() and stand_ins.moto.events(stand_ins.log_group)
     leaked = ["s3cret", secrets["ROLLBAR_ACCESS_TOKEN"], secrets["OTEL_EXPORTER_OTLP_HEADERS"].split("=", 1)[1]]
     for sink, text in sink_texts.items():
         for secret in leaked:
@@ -1046,7 +1027,7 @@ def test_gunicorn_telemetry_survived_the_corpus(gunicorn_server, http_transport,
     logs = sink_texts["stdout"] + sink_texts["cloudwatch"] + sink_texts["stderr"]
     assert "Traceback" not in logs
     # Spans may record an exception the app handled (its stack trace is span data): only 4xx here.
-    server_spans = [s for s in sinks["otlp"].spans() if s["kind"] == "SERVER"]
+    server_spans = [s for s in stand_ins.otlp.spans() if s["kind"] == "SERVER"]
     statuses = {
         s["attributes"].get("http.response.status_code", s["attributes"].get("http.status_code")) for s in server_spans
     }

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from tests.support.app_server import BACKEND_DIR
+from tests.support.app_server import BACKEND_DIR, AppServer
 from tests.support.xray_listener import otel_trace_id, xray_trace_id
 
 pytestmark = pytest.mark.slow
@@ -83,20 +83,9 @@ class Sent:
 
 
 @pytest.fixture(scope="module")
-def matrix(tmp_path_factory, otlp_module, xray_module, rollbar_module, moto_logs):
+def matrix(tmp_path_factory, stand_ins):
     """Start the app, send every row, stop it (everything flushed); the requests and the sinks."""
-    from tests.support.app_server import AppServer
-    from tests.support.moto_logs import unique_log_group
-
-    log_group = unique_log_group("cruddur-matrix")
-    env = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_module.endpoint,
-        "AWS_XRAY_DAEMON_ADDRESS": xray_module.daemon_address,
-        "ROLLBAR_ENDPOINT": rollbar_module.endpoint,
-        "ROLLBAR_ACCESS_TOKEN": f"token-{uuid.uuid4().hex}",
-        "CLOUDWATCH_LOG_GROUP": log_group,
-        **moto_logs.env(),
-    }
+    env = {**stand_ins.env, "ROLLBAR_ACCESS_TOKEN": f"token-{uuid.uuid4().hex}"}
     server = AppServer(env, workers=2, log_dir=tmp_path_factory.mktemp("matrix"))
     server.start()
     server.wait_for_workers()
@@ -123,40 +112,18 @@ def matrix(tmp_path_factory, otlp_module, xray_module, rollbar_module, moto_logs
     assert returncode == 0, server.stderr_text()[-3000:]
     return {
         "sent": sent,
-        "spans": [s for s in otlp_module.spans() if s["kind"] == "SERVER"],
-        "segments": xray_module.segments(),
-        "rejected": xray_module.rejected(),
+        "spans": [s for s in stand_ins.otlp.spans() if s["kind"] == "SERVER"],
+        "segments": stand_ins.xray.segments(),
+        "rejected": stand_ins.xray.rejected(),
         "access": [r for r in server.log_records() if r.get("logger") == "cruddur.access" and r.get("path") == PATH],
         "cloudwatch": [
-            r for r in moto_logs.records(log_group) if r.get("logger") == "cruddur.access" and r.get("path") == PATH
+            r
+            for r in stand_ins.moto.records(stand_ins.log_group)
+            if r.get("logger") == "cruddur.access" and r.get("path") == PATH
         ],
-        "rollbar": [i for i in rollbar_module.items() if i["level"] == "error"],
+        "rollbar": [i for i in stand_ins.rollbar.items() if i["level"] == "error"],
         "stderr": server.stderr_text(),  # stdout has the route's own error, logged with its traceback by design
     }
-
-
-@pytest.fixture(scope="module")
-def otlp_module():
-    from tests.support.otlp_receiver import OTLPReceiver
-
-    with OTLPReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture(scope="module")
-def xray_module():
-    from tests.support.xray_listener import XRayListener
-
-    with XRayListener() as listener:
-        yield listener
-
-
-@pytest.fixture(scope="module")
-def rollbar_module():
-    from tests.support.rollbar_receiver import RollbarReceiver
-
-    with RollbarReceiver() as receiver:
-        yield receiver
 
 
 def cells(matrix, row: Row) -> dict:

@@ -152,16 +152,17 @@ export async function serveStatic(root, port) {
   };
 }
 
-/** The OTLP receiver from the backend's test support; collects every span it prints. */
-export async function startOtlpReceiver() {
-  const child = new Child('otlp receiver', path.join(BACKEND_DIR, '.venv/bin/python'), [
-    '-m',
-    'tests.support.otlp_receiver',
-    '--port',
-    '0',
-  ], { cwd: BACKEND_DIR, env: { ...process.env, PYTHONUNBUFFERED: '1' } });
-  const spans = [];
+/**
+ * Run one of the backend's stand-ins (`python -m <module> --port 0`): its first JSON line says where
+ * it listens, every later JSON line goes to `onRecord`. Resolves with that first line and the child.
+ */
+async function startStandIn(name, module, onRecord) {
+  const child = new Child(name, path.join(BACKEND_DIR, '.venv/bin/python'), ['-m', module, '--port', '0'], {
+    cwd: BACKEND_DIR,
+    env: { ...process.env, PYTHONUNBUFFERED: '1' },
+  });
   let ready;
+  let info;
   let timer;
   const started = new Promise((resolve) => (ready = resolve));
   child.stdoutLines.on('line', (line) => {
@@ -172,16 +173,20 @@ export async function startOtlpReceiver() {
       child.keep(line);
       return;
     }
-    if (parsed.url && !parsed.span_id) ready(parsed);
-    else spans.push(parsed);
+    if (info === undefined) {
+      info = parsed;
+      ready(parsed);
+    } else {
+      onRecord(parsed);
+    }
   });
-  const info = await Promise.race([
+  await Promise.race([
     started,
     child.exited.then(() => {
-      throw new Error(`the OTLP receiver exited before it was ready:\n${child.tail()}`);
+      throw new Error(`the ${name} exited before it was ready:\n${child.tail()}`);
     }),
     new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error('the OTLP receiver did not start')), 30000);
+      timer = setTimeout(() => reject(new Error(`the ${name} did not start`)), 30000);
     }),
   ])
     .catch(async (error) => {
@@ -189,6 +194,15 @@ export async function startOtlpReceiver() {
       throw error;
     })
     .finally(() => clearTimeout(timer));
+  return { info, child };
+}
+
+/** The OTLP receiver from the backend's test support; collects every span it prints. */
+export async function startOtlpReceiver() {
+  const spans = [];
+  const { info, child } = await startStandIn('OTLP receiver', 'tests.support.otlp_receiver', (span) =>
+    spans.push(span),
+  );
   progress(`OTLP receiver at ${info.url}`);
   return { url: info.url, spans, child, stop: () => child.stop() };
 }
@@ -198,43 +212,12 @@ export async function startOtlpReceiver() {
  * would refuse in `rejected` (with the rules it breaks).
  */
 export async function startXRayListener() {
-  const child = new Child('x-ray listener', path.join(BACKEND_DIR, '.venv/bin/python'), [
-    '-m',
-    'tests.support.xray_listener',
-    '--port',
-    '0',
-  ], { cwd: BACKEND_DIR, env: { ...process.env, PYTHONUNBUFFERED: '1' } });
   const documents = [];
   const rejected = [];
-  let ready;
-  const started = new Promise((resolve) => (ready = resolve));
-  child.stdoutLines.on('line', (line) => {
-    let parsed;
-    try {
-      parsed = JSON.parse(line);
-    } catch {
-      child.keep(line);
-      return;
-    }
-    if (parsed.daemon_address) ready(parsed);
-    else if (parsed.document) documents.push(parsed.document);
-    else rejected.push(parsed);
+  const { info, child } = await startStandIn('X-Ray listener', 'tests.support.xray_listener', (record) => {
+    if (record.document) documents.push(record.document);
+    else rejected.push(record);
   });
-  let timer;
-  const info = await Promise.race([
-    started,
-    child.exited.then(() => {
-      throw new Error(`the X-Ray listener exited before it was ready:\n${child.tail()}`);
-    }),
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error('the X-Ray listener did not start')), 30000);
-    }),
-  ])
-    .catch(async (error) => {
-      await child.stop();
-      throw error;
-    })
-    .finally(() => clearTimeout(timer));
   progress(`X-Ray listener at ${info.daemon_address}`);
   return { daemonAddress: info.daemon_address, documents, rejected, child, stop: () => child.stop() };
 }
