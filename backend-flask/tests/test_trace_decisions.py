@@ -348,3 +348,14 @@ def test_a_span_processor_that_raises_is_contained(processor, make_app, monkeypa
     assert client.get("/api/health-check").json["integrations"][processor]["contained_errors"] > 0
     no_traceback(capsys)
     assert trace.get_current_span().get_span_context().is_valid is False
+
+
+def test_the_sdk_middleware_runs_through_its_contained_hooks(make_app):
+    """XRayMiddleware registers its own private hook methods: the contained overrides must be those."""
+    app = make_app()
+    registered = [
+        getattr(f, "__func__", None)
+        for f in (*app.before_request_funcs[None], *app.after_request_funcs[None], *app.teardown_request_funcs[None])
+    ]
+    for hook in ("_before_request", "_after_request", "_teardown_request"):
+        assert getattr(xray.ContainedXRayMiddleware, hook) in registered, hook
