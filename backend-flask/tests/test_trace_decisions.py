@@ -359,3 +359,22 @@ def test_the_sdk_middleware_runs_through_its_contained_hooks(make_app):
     ]
     for hook in ("_before_request", "_after_request", "_teardown_request"):
         assert getattr(xray.ContainedXRayMiddleware, hook) in registered, hook
+
+
+def test_span_attributes_x_ray_cannot_take_are_left_out(make_app, xray_listener):
+    app = make_app()
+
+    @app.get("/test/odd-attributes")
+    def odd_attributes():
+        with tracing.span("odd?name;(x)<y>" + "n" * 300, **{"app.ratio": float("nan"), "app.ok": 1}) as s:
+            s.set_attribute("app.key-with.dash", "v")
+            s.set_attribute("values", [1.0, float("inf")])
+        return {}
+
+    caller = fresh_trace()
+    app.test_client().get("/test/odd-attributes", headers={"traceparent": f"00-{caller}-{span_id()}-01"})
+    (segment,) = xray_listener.wait_for_segments()
+    (sub,) = [e for e in flatten(segment) if e["name"].startswith("odd")]
+    assert len(sub["name"]) == 200 and sub["name"].startswith("odd_name__x__y_")
+    assert sub["annotations"] == {"app_ok": 1, "app_key_with_dash": "v"}
+    assert "values" not in sub.get("metadata", {}).get("default", {})

@@ -115,7 +115,7 @@ class SubsegmentProcessor(SpanProcessor):
             return
         attributes = span.attributes or {}
         for key, value in attributes.items():
-            if isinstance(value, float) and not math.isfinite(value):
+            if not _finite(value):
                 continue  # NaN and infinities are not JSON: the whole document would be refused
             if key.startswith("app.") and isinstance(value, str | int | float | bool):
                 subsegment.put_annotation(_ANNOTATION_KEY_INVALID.sub("_", key), value)
@@ -135,6 +135,12 @@ class SubsegmentProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Subsegments travel with their segment."""
         return True
+
+
+def _finite(value) -> bool:
+    """False when an attribute value is or holds a NaN or an infinity."""
+    values = value if isinstance(value, tuple | list) else (value,)
+    return not any(isinstance(item, float) and not math.isfinite(item) for item in values)
 
 
 def xray_name(name: str) -> str:
