@@ -378,3 +378,14 @@ def test_span_attributes_x_ray_cannot_take_are_left_out(make_app, xray_listener)
     assert len(sub["name"]) == 200 and sub["name"].startswith("odd_name__x__y_")
     assert sub["annotations"] == {"app_ok": 1, "app_key_with_dash": "v"}
     assert "values" not in sub.get("metadata", {}).get("default", {})
+
+
+def test_a_host_never_names_a_segment_x_ray_refuses(make_app, xray_listener):
+    """werkzeug hands over only hosts of valid characters, but those may be long or IPv6 literals."""
+    app = make_app(xray_url="*4567*")
+    client = app.test_client()
+    long_host = "cruddur-4567" + ".h" * 150  # 312 characters
+    for host in (long_host, "[::1]:4567"):
+        client.get("/api/health-check", headers={"traceparent": f"00-{fresh_trace()}-{span_id()}-01", "Host": host})
+    names = sorted(s["name"] for s in xray_listener.wait_for_segments(count=2))
+    assert names == sorted([long_host[:200], "_::1_:4567"])

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from aws_xray_sdk.core import AWSXRayRecorder
 from aws_xray_sdk.core.emitters.udp_emitter import PROTOCOL_DELIMITER, PROTOCOL_HEADER, UDPEmitter
+from aws_xray_sdk.core.models.default_dynamic_naming import DefaultDynamicNaming
 from aws_xray_sdk.core.models.subsegment import Subsegment
 from aws_xray_sdk.core.models.trace_header import TraceHeader
 from aws_xray_sdk.core.models.traceid import TraceId
@@ -148,6 +149,14 @@ def xray_name(name: str) -> str:
     return _NAME_INVALID.sub("_", name[:MAX_NAME_CHARS]) or "span"
 
 
+class XRayNaming(DefaultDynamicNaming):
+    """AWS_XRAY_URL dynamic naming, with the Host a caller sent made into a name X-Ray accepts."""
+
+    def get_name(self, host_name):
+        """The segment's name for this Host."""
+        return xray_name(super().get_name(host_name or ""))
+
+
 def follow_opentelemetry(span, status: IntegrationStatus) -> TraceHeader:
     """The X-Ray header that makes the request's segment follow OpenTelemetry's span and decision."""
     ctx = span.get_span_context()
@@ -261,9 +270,9 @@ def init_app(app: Flask) -> bool:
         status = IntegrationStatus("xray", True, f"segments to UDP {config.xray_daemon_address}")
         recorder = AWSXRayRecorder()
         recorder.configure(
-            service=config.service_name,
+            service=xray_name(config.service_name),
             daemon_address=config.xray_daemon_address,
-            dynamic_naming=config.xray_url or None,
+            dynamic_naming=XRayNaming(config.xray_url, xray_name(config.service_name)) if config.xray_url else None,
             # No segment (a thread of our own, a CLI command) is normal here: never log or raise.
             context_missing="IGNORE_ERROR",
             sampling=True,
