@@ -389,3 +389,20 @@ def test_a_host_never_names_a_segment_x_ray_refuses(make_app, xray_listener):
         client.get("/api/health-check", headers={"traceparent": f"00-{fresh_trace()}-{span_id()}-01", "Host": host})
     names = sorted(s["name"] for s in xray_listener.wait_for_segments(count=2))
     assert names == sorted([long_host[:200], "_::1_:4567"])
+
+
+def test_a_document_over_64_kb_is_dropped_and_counted(make_app, xray_listener, capsys):
+    app = make_app()
+
+    @app.get("/test/huge")
+    def huge():
+        with tracing.span("huge", payload="x" * 70_000):
+            pass
+        return {}
+
+    client = app.test_client()
+    assert client.get("/test/huge", headers={"traceparent": f"00-{fresh_trace()}-{span_id()}-01"}).status_code == 200
+    state = client.get("/api/health-check").json["integrations"]["xray"]
+    assert (state["dropped"], state["last_error"]) == (1, "ValueError")
+    assert "over X-Ray's 64 kB" in capsys.readouterr().out
+    assert xray_listener.datagram_count == 0

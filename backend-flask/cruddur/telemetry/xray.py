@@ -54,6 +54,8 @@ REROOTED = "rerooted"  # the health-check counter
 # characters of Unicode letters, numbers, whitespace and _ . : / % & # = + \ - @; annotation keys
 # are alphanumeric or underscore; annotation values are strings, numbers or booleans.
 MAX_NAME_CHARS = 200
+# "A segment document can be up to 64 kB" (same guide): a larger one is dropped and counted, not sent.
+MAX_DOCUMENT_BYTES = 64_000
 _NAME_INVALID = re.compile(r"[^\w\s.:/%&#=+\\\-@]")
 _ANNOTATION_KEY_INVALID = re.compile(r"[^A-Za-z0-9_]")
 
@@ -72,8 +74,10 @@ class CountingUDPEmitter(UDPEmitter):
     def send_entity(self, entity) -> None:
         """Serialize and send one segment or subsegment; never raises."""
         try:
-            message = f"{PROTOCOL_HEADER}{PROTOCOL_DELIMITER}{entity.serialize()}"
-            self._send_data(message)
+            document = entity.serialize()
+            if len(document) > MAX_DOCUMENT_BYTES:  # the SDK escapes non-ASCII: characters are bytes
+                raise ValueError(f"a {len(document)}-character document is over X-Ray's 64 kB")
+            self._send_data(f"{PROTOCOL_HEADER}{PROTOCOL_DELIMITER}{document}")
         except Exception as error:  # a send or serialization failure must never reach end_segment
             self.status.record_error(error)
             self.status.record_dropped()

@@ -39,8 +39,8 @@ UDP_MODES = ("ok", "drop", "refuse")
 
 # -- X-Ray's rules -----------------------------------------------------------------------------------
 # "A segment document can be up to 64 kB" (X-Ray developer guide, "AWS X-Ray segment documents"); the
-# daemon reads one document per UDP datagram.
-MAX_DOCUMENT_BYTES = 64 * 1024
+# daemon reads one document per UDP datagram. Read strictly: 64,000 bytes (under 64 KiB as well).
+MAX_DOCUMENT_BYTES = 64_000
 # trace_id: "three numbers separated by hyphens ... the version number, 1 ... the time of the original
 # request, in Unix epoch time, in 8 hexadecimal digits ... a 96-bit identifier ... in 24 hexadecimal
 # digits" (X-Ray API reference, PutTraceSegments; developer guide, "Segment documents").
@@ -124,7 +124,7 @@ def document_errors(document, now=None, size=0):
         return ["the document is not a JSON object"]
     errors = []
     if size > MAX_DOCUMENT_BYTES:
-        errors.append(f"{size} bytes, over X-Ray's 64 kB per document")
+        errors.append(f"{size} bytes, over X-Ray's 64 kB (64,000 bytes) per document")
     trace_id = document.get("trace_id")
     match = TRACE_ID.fullmatch(trace_id) if isinstance(trace_id, str) else None
     if match is None:
