@@ -23,6 +23,8 @@ ENV_VARS = (
     "OTEL_EXPORTER_OTLP_HEADERS",
     "OTEL_TRACES_EXPORTER",
     "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
     "HONEYCOMB_API_KEY",
     "HONEYCOMB_TEAM",
     "HONEYCOMB_ENVIRONMENT",
@@ -89,6 +91,8 @@ class Config:
     # The SDK's default (2,048) is under a second of spans for a busy worker; 8,192 spans are
     # about 16 MB at most and ride out a slow vendor for a few seconds before dropping.
     span_queue_size: int = 8192
+    traces_sampler: str = ""  # OTEL_TRACES_SAMPLER: the local decision (telemetry/sampling.py)
+    traces_sampler_arg: str = ""
     honeycomb_team: str = ""
     honeycomb_environment: str = ""
 
@@ -136,6 +140,8 @@ class Config:
             otlp_headers=headers,
             traces_exporter=get("OTEL_TRACES_EXPORTER").lower(),
             span_queue_size=int(get("OTEL_BSP_MAX_QUEUE_SIZE", "8192")),
+            traces_sampler=get("OTEL_TRACES_SAMPLER"),
+            traces_sampler_arg=get("OTEL_TRACES_SAMPLER_ARG"),
             honeycomb_team=get("HONEYCOMB_TEAM"),
             honeycomb_environment=get("HONEYCOMB_ENVIRONMENT"),
             xray_daemon_address=get("AWS_XRAY_DAEMON_ADDRESS"),

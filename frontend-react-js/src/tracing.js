@@ -1,6 +1,9 @@
 // Browser tracing: spans go to the backend's relay, which adds any vendor key server-side,
-// so no secret ever ships in this bundle.
+// so no secret ever ships in this bundle. Trace ids are X-Ray-compatible (their first 8 hex digits are
+// the Unix time): X-Ray refuses ids dated more than 30 days ago, and a request the browser starts is
+// continued by the backend's X-Ray segment under the same id.
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { AWSXRayIdGenerator } from '@opentelemetry/id-generator-aws-xray';
 import { registerInstrumentations } from '@opentelemetry/instrumentation';
 import { DocumentLoadInstrumentation } from '@opentelemetry/instrumentation-document-load';
 import { FetchInstrumentation } from '@opentelemetry/instrumentation-fetch';
@@ -35,6 +38,7 @@ export function initTracing(backendUrl) {
     const exporter = new OTLPTraceExporter({ url: exportUrl, timeoutMillis: 10000 });
     const provider = new WebTracerProvider({
       resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: SERVICE_NAME }),
+      idGenerator: new AWSXRayIdGenerator(),
       spanProcessors: [
         // Bounded queue: spans beyond it are dropped rather than growing memory.
         new BatchSpanProcessor(exporter, {

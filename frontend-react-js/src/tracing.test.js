@@ -39,6 +39,9 @@ describe('initTracing against a loopback backend', () => {
     const apiCall = standIn.requests.find((r) => r.path === '/api/activities/home');
     const match = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(apiCall.headers.traceparent);
     expect(match, `traceparent: ${apiCall.headers.traceparent}`).not.toBeNull();
+    // X-Ray-compatible: the first 8 hex digits are the Unix time the trace started.
+    const startedAt = parseInt(match[1].slice(0, 8), 16);
+    expect(Math.abs(startedAt - Date.now() / 1000)).toBeLessThan(60);
 
     // The fetch span ends a moment after the response (it waits for resource timing).
     const relayed = () => standIn.requests.filter((r) => r.path === '/api/telemetry/v1/traces');
