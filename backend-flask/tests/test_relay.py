@@ -7,6 +7,7 @@ the receiver gets came through the relay.
 from __future__ import annotations
 
 import json
+import math
 import time
 
 import pytest
@@ -196,7 +197,7 @@ REJECTED = {
     # ids
     "base64-trace-id": (_with_spans(json_span(traceId="W47/95gDgQPSabYzgT/GDA==")), JSON),
     "base64-span-id-snake-case": (
-        _with_spans({k: v for k, v in json_span(span_id="7uGbfsPBsXQ=").items() if k != "spanId"}),
+        _with_spans({**{k: v for k, v in json_span().items() if k != "spanId"}, "span_id": "7uGbfsPBsXQ="}),
         JSON,
     ),
     "base64-link-id": (_with_spans(json_span(links=[{"traceId": LINK_TRACE_ID, "spanId": "t61rcWkgMzE="}])), JSON),
@@ -348,27 +349,37 @@ def test_bodies_over_512_kib_are_refused(relay_app):
 # -- rate limits per client -----------------------------------------------------------------------
 def test_rate_limited_per_client(relay_app):
     client = relay_app.test_client()
-    statuses = [post(client, export_json()).status_code for _ in range(40)]
-    assert statuses[:20] == [204] * 20
-    assert 429 in statuses
-    limited = post(client, export_json())
-    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    responses = [post(client, export_json()) for _ in range(40)]
+    assert [r.status_code for r in responses[:20]] == [204] * 20
+    limited = [r for r in responses if r.status_code == 429]
+    assert limited and all(int(r.headers["Retry-After"]) >= 1 for r in limited)
+    assert limited[0].json["errors"] == ["too_many_requests"]
     assert post(client, export_json(), remote_addr="10.9.8.7").status_code == 204  # its own budget
+
+
+def refill_allowance(started: float) -> int:
+    """Tokens a bucket regained (5 a second) since `started`: a loaded machine makes requests slow."""
+    return 1 + math.ceil((time.monotonic() - started) * 5)
 
 
 def test_refused_exports_spend_the_budget_too(relay_app):
     client = relay_app.test_client()
-    garbage = [post(client, b"\x0a\xff", PROTOBUF).status_code for _ in range(21)]
-    assert garbage[:20] == [400] * 20 and garbage[20] == 429
+    started = time.monotonic()
+    garbage = [post(client, b"\x0a\xff", PROTOBUF).status_code for _ in range(30)]
+    assert garbage[:20] == [400] * 20 and 429 in garbage
+    assert garbage.count(400) <= 20 + refill_allowance(started)
 
 
-def test_without_trusted_proxies_x_forwarded_for_is_ignored(relay_app):
+def test_without_trusted_proxies_x_forwarded_for_is_ignored(relay_app, caplog):
     client = relay_app.test_client()
+    started = time.monotonic()
     statuses = [
         post(client, export_json(), remote_addr="192.0.2.1", **{"X-Forwarded-For": f"198.51.100.{i}"}).status_code
-        for i in range(25)
+        for i in range(30)
     ]
-    assert statuses[:20] == [204] * 20 and statuses[20:] == [429] * 5
+    assert statuses[:20] == [204] * 20 and 429 in statuses
+    assert statuses.count(204) <= 20 + refill_allowance(started)
+    assert {r.remote_addr for r in caplog.records if r.name == "cruddur.access" and r.path == TRACES} == {"192.0.2.1"}
 
 
 def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(relay_config, caplog):
@@ -379,10 +390,14 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(relay_c
     def via_proxy(forwarded_for):
         return post(client, export_json(), remote_addr=proxy, **{"X-Forwarded-For": forwarded_for}).status_code
 
-    first = [via_proxy("198.51.100.1") for _ in range(22)]
-    assert first[:20] == [204] * 20 and first[20:] == [429, 429]
+    started = time.monotonic()
+    first = [via_proxy("198.51.100.1") for _ in range(30)]
+    assert first[:20] == [204] * 20 and 429 in first
+    assert first.count(204) <= 20 + refill_allowance(started)
     # A client cannot mint addresses: with one trusted hop, only the address the proxy appended counts.
-    assert via_proxy("203.0.113.9, 198.51.100.1") == 429
+    started = time.monotonic()
+    spoofed = [via_proxy(f"203.0.113.{i}, 198.51.100.1") for i in range(10)]
+    assert spoofed.count(204) <= refill_allowance(started)
     assert [via_proxy(f"198.51.100.{i}") for i in range(2, 12)] == [204] * 10
     logged = {r.remote_addr for r in caplog.records if r.name == "cruddur.access" and r.path == TRACES}
     assert logged == {f"198.51.100.{i}" for i in range(1, 12)}

@@ -12,16 +12,15 @@ What is forwarded is this request encoded again as protobuf, never the client's 
 
 from __future__ import annotations
 
-import base64
 import json
-import re
 
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from . import otlp_json
 
 FRONTEND_SERVICE_NAME = "frontend-react-js"
 ALLOWED_KINDS = frozenset({Span.SPAN_KIND_INTERNAL, Span.SPAN_KIND_CLIENT})
@@ -45,7 +44,6 @@ BROWSER_RESOURCE_ATTRIBUTES = frozenset(
 )
 TRACE_ID_BYTES = 16
 SPAN_ID_BYTES = 8
-_HEX = re.compile(r"[0-9a-fA-F]*")
 
 
 class RejectedExport(ValueError):
@@ -86,85 +84,14 @@ def _from_json(body: bytes) -> ExportTraceServiceRequest:
         document = json.loads(body)
     except (ValueError, RecursionError):
         raise RejectedExport("otlp_malformed", "The body is not JSON.") from None
-    if not isinstance(document, dict):
-        raise RejectedExport("otlp_malformed", "An OTLP/JSON export is a JSON object.")
-    _hex_ids_to_base64(document)
-    request = ExportTraceServiceRequest()
     try:
-        # OTLP/JSON receivers ignore fields they do not know (the OTLP specification says they must).
-        json_format.ParseDict(document, request, ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError, RecursionError) as error:
-        raise RejectedExport("otlp_malformed", f"The body is not an OTLP/JSON export: {error}") from None
-    return request
-
-
-def _spellings(field: str) -> tuple[str, ...]:
-    """lowerCamelCase and snake_case: protobuf's JSON parser takes both, so both are checked."""
-    snake = re.sub(r"([A-Z])", r"_\1", field).lower()
-    return (field, snake) if snake != field else (field,)
-
-
-_SPELLINGS = {
-    field: _spellings(field)
-    for field in ("resourceSpans", "scopeSpans", "spans", "links", "traceId", "spanId", "parentSpanId")
-}
-
-
-def _children(node, field: str) -> list:
-    """The list under `field`, in either spelling."""
-    if not isinstance(node, dict):
-        raise RejectedExport("otlp_malformed", "The body is not an OTLP/JSON export.")
-    found = []
-    for key in _SPELLINGS[field]:
-        value = node.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, list):
-            raise RejectedExport("otlp_malformed", f"{key} must be a list.")
-        found.extend(value)
-    return found
-
-
-def _hex_ids_to_base64(document: dict) -> None:
-    """Turn OTLP/JSON's hex ids into protobuf JSON's base64, refusing anything that is not hex."""
-    spans = 0
-    for resource_spans in _children(document, "resourceSpans"):
-        for scope_spans in _children(resource_spans, "scopeSpans"):
-            for span in _children(scope_spans, "spans"):
-                spans += 1
-                if spans > MAX_SPANS:
-                    raise _too_many_spans()
-                _hex_id(span, "traceId", TRACE_ID_BYTES)
-                _hex_id(span, "spanId", SPAN_ID_BYTES)
-                _hex_id(span, "parentSpanId", SPAN_ID_BYTES, optional=True)
-                _integer_enum(span, "kind")
-                if isinstance(span.get("status"), dict):
-                    _integer_enum(span["status"], "code")
-                for link in _children(span, "links"):
-                    _hex_id(link, "traceId", TRACE_ID_BYTES)
-                    _hex_id(link, "spanId", SPAN_ID_BYTES)
-
-
-def _hex_id(node, field: str, size: int, optional: bool = False) -> None:
-    if not isinstance(node, dict):
-        raise RejectedExport("otlp_malformed", "Spans and links are JSON objects.")
-    for key in _SPELLINGS[field]:
-        if key not in node:
-            continue
-        value = node[key]
-        if optional and value in ("", None):
-            del node[key]
-            continue
-        if not isinstance(value, str) or len(value) != 2 * size or not _HEX.fullmatch(value):
-            message = f"{key} must be {2 * size} hex digits (OTLP/JSON), not {value!r:.80}."
-            raise RejectedExport("otlp_invalid_id", message)
-        node[key] = base64.b64encode(bytes.fromhex(value)).decode("ascii")
-
-
-def _integer_enum(node: dict, key: str) -> None:
-    value = node.get(key)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise RejectedExport("otlp_malformed", f"{key} must be an integer (OTLP/JSON enums), not {value!r:.80}.")
+        return otlp_json.parse(document, ExportTraceServiceRequest, limits={Span.DESCRIPTOR.full_name: MAX_SPANS})
+    except otlp_json.TooMany:
+        raise _too_many_spans() from None
+    except otlp_json.MalformedOTLP as error:
+        raise RejectedExport(error.code, f"The body is not an OTLP/JSON export: {error}") from None
+    except RecursionError:
+        raise RejectedExport("otlp_malformed", "The body is not an OTLP/JSON export: nested too deeply.") from None
 
 
 # -- the rules -------------------------------------------------------------------------------------
