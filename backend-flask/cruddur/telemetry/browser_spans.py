@@ -90,8 +90,6 @@ def _from_json(body: bytes) -> ExportTraceServiceRequest:
         raise _too_many_spans() from None
     except otlp_json.MalformedOTLP as error:
         raise RejectedExport(error.code, f"The body is not an OTLP/JSON export: {error}") from None
-    except RecursionError:
-        raise RejectedExport("otlp_malformed", "The body is not an OTLP/JSON export: nested too deeply.") from None
 
 
 # -- the rules -------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ thread per worker forwards the re-encoded protobuf request, never the bytes the 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import requests
 from flask import Flask
@@ -25,13 +24,6 @@ log = logging.getLogger(__name__)
 OTLP_CONTENT_TYPES = ("application/x-protobuf", "application/json")
 MAX_BODY_BYTES = 512 * 1024
 FORWARD_TIMEOUT = (2.0, 5.0)  # connect, read: a blackholed vendor costs the sender thread 7 s at most
-
-
-@dataclass(frozen=True)
-class Batch:
-    """One checked browser export, encoded again as an OTLP protobuf request."""
-
-    body: bytes
 
 
 class Relay:
@@ -59,11 +51,12 @@ class Relay:
         request = decode_export(body, content_type)
         if self.sender is None or not span_count(request):
             return False
-        return self.sender.submit(Batch(request.SerializeToString()))
+        return self.sender.submit(request.SerializeToString())
 
-    def _forward(self, batch: Batch) -> None:
+    def _forward(self, body: bytes) -> None:
+        """POST one checked export, encoded again as protobuf, to the OTLP endpoint."""
         headers = {**self.headers, "Content-Type": "application/x-protobuf"}
-        response = self.session.post(self.url, data=batch.body, headers=headers, timeout=FORWARD_TIMEOUT)
+        response = self.session.post(self.url, data=body, headers=headers, timeout=FORWARD_TIMEOUT)
         if response.status_code in (429, 503):
             raise RetryLater(retry_after_seconds(response.headers.get("Retry-After")), f"HTTP {response.status_code}")
         response.raise_for_status()
