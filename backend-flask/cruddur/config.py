@@ -15,6 +15,7 @@ ENV_VARS = (
     "CRUDDUR_ENV",
     "DATABASE_URL",
     "CRUDDUR_USER_HANDLE",
+    "CRUDDUR_TRUSTED_PROXIES",
     "FRONTEND_URL",
     "BACKEND_URL",
     "OTEL_SERVICE_NAME",
@@ -81,6 +82,8 @@ class Config:
     backend_url: str = "http://localhost:4567"
     code_version: str = "0.1.0"
     max_content_length: int = 1024 * 1024
+    # How many proxies in front append to X-Forwarded-For; 0 trusts none (the peer is the client).
+    trusted_proxies: int = 0
 
     # OpenTelemetry
     service_name: str = "backend-flask"
@@ -121,6 +124,9 @@ class Config:
         env = get("CRUDDUR_ENV", "development")
         if env not in ENVIRONMENTS:
             raise ValueError(f"CRUDDUR_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+        trusted_proxies = get("CRUDDUR_TRUSTED_PROXIES", "0")
+        if not (trusted_proxies.isascii() and trusted_proxies.isdigit()):
+            raise ValueError(f"CRUDDUR_TRUSTED_PROXIES must be a whole number of proxies, not {trusted_proxies!r}")
         headers = _parse_headers(get("OTEL_EXPORTER_OTLP_HEADERS"))
         endpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT")
         honeycomb_key = get("HONEYCOMB_API_KEY")
@@ -131,6 +137,7 @@ class Config:
             env=env,
             database_url=get("DATABASE_URL"),
             user_handle=get("CRUDDUR_USER_HANDLE", "andrewbrown"),
+            trusted_proxies=int(trusted_proxies),
             frontend_url=get("FRONTEND_URL", "http://localhost:3000").rstrip("/"),
             backend_url=get("BACKEND_URL", "http://localhost:4567").rstrip("/"),
             code_version=get("CRUDDUR_CODE_VERSION") or _code_version(),

@@ -30,6 +30,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.support.app_server import AppServer
+from tests.support.browser_exports import export_json, export_protobuf, json_span
 
 ONE_MIB = 1024 * 1024
 RELAY_MAX = 512 * 1024  # cruddur.telemetry.relay.MAX_BODY_BYTES
@@ -892,26 +893,68 @@ def _relay(t: Transport, body: bytes, content_type: str | None = "application/x-
     return t.request("POST", TRACES, sent, body)
 
 
-def _relay_case(id_: str, status: int, body: bytes, content_type: str | None = "application/x-protobuf", **headers):
+def _relay_case(
+    id_: str,
+    status: int,
+    body: bytes,
+    content_type: str | None = "application/x-protobuf",
+    codes: list[str] | None = None,
+    **headers,
+):
     def run(t: Transport):
         reply = _relay(t, body, content_type, **headers)
         # 429 is a right answer too: the relay rate-limits each client, and the corpus is a burst.
         expect(reply, (status, 429))
         if reply.status == 429:
             assert int(reply.headers["retry-after"]) >= 1
+        elif codes is not None:
+            assert reply.json()["errors"] == codes, reply
         if reply.status == 204:
             assert reply.body == b""
 
     CORPUS.append(Case(f"relay-{id_}", run))
 
 
-_relay_case("random-bytes", 204, bytes(range(256)) * 64)
-_relay_case("truncated-protobuf", 204, b"\x0a\xff\xff\xff\xff\x0f")
-_relay_case("invalid-json", 204, b'{"resourceSpans": [', "application/json")
-_relay_case("json-wrong-shape", 204, b'{"resourceSpans": "<script>"}', "application/json")
+_JSON = "application/json"
+_MALFORMED = ["otlp_malformed"]
+_relay_case("random-bytes", 400, bytes(range(256)) * 64, codes=_MALFORMED)
+_relay_case("truncated-protobuf", 400, b"\x0a\xff\xff\xff\xff\x0f", codes=_MALFORMED)
+_relay_case("protobuf-group-tags", 400, b"\x0b" * 200 + b"\x0c" * 200, codes=_MALFORMED)
+_relay_case("protobuf-nested-too-deep", 400, b"\x0a\x7f" * 2000, codes=_MALFORMED)
+_relay_case("invalid-json", 400, b'{"resourceSpans": [', _JSON, codes=_MALFORMED)
+_relay_case("json-wrong-shape", 400, b'{"resourceSpans": "<script>"}', _JSON, codes=_MALFORMED)
+_relay_case("json-nested-100k", 400, b"[" * 100_000 + b"]" * 100_000, _JSON, codes=_MALFORMED)
+_relay_case("json-not-utf8", 400, b'{"resourceSpans": ["\xff\xfe"]}', _JSON, codes=_MALFORMED)
+_relay_case("json-kind-1e400", 400, export_json().replace(b'"kind": 3', b'"kind": 1e400'), _JSON, _MALFORMED)
+_relay_case("json-kind-nan", 400, export_json().replace(b'"kind": 3', b'"kind": NaN'), _JSON, _MALFORMED)
+_relay_case(
+    "json-time-overflows-uint64",
+    400,
+    export_json([json_span(startTimeUnixNano="9" * 30)]),
+    _JSON,
+    codes=_MALFORMED,
+)
+_relay_case(
+    "json-base64-ids", 400, export_json([json_span(traceId="W47/95gDgQPSabYzgT/GDA==")]), _JSON, ["otlp_invalid_id"]
+)
+_relay_case(
+    "another-service",
+    400,
+    export_protobuf(resource={"service.name": "backend-flask"}),
+    codes=["otlp_service_not_allowed"],
+)
+_relay_case("server-span", 400, export_json([json_span(kind=2)]), _JSON, ["otlp_span_kind_not_allowed"])
+_relay_case("frontend-json", 204, export_json(), _JSON)
+_relay_case("frontend-protobuf-identity-encoding", 204, export_protobuf(), **{"Content-Encoding": "identity"})
 _relay_case("empty", 204, b"")
-_relay_case("gzip-claimed-not-gzip", 204, b"not gzip at all", **{"Content-Encoding": "gzip"})
-_relay_case("exactly-512k", 204, b"\x00" * RELAY_MAX)
+_relay_case(
+    "gzip-claimed-not-gzip",
+    415,
+    b"not gzip at all",
+    codes=["unsupported_content_encoding"],
+    **{"Content-Encoding": "gzip"},
+)
+_relay_case("exactly-512k", 400, b"\x00" * RELAY_MAX, codes=_MALFORMED)
 _relay_case("over-512k", 413, b"\x00" * (RELAY_MAX + 1))
 _relay_case("text-plain", 415, b"spans", "text/plain")
 _relay_case("no-content-type", 415, b"spans", None)
@@ -933,7 +976,7 @@ def _(t: HttpTransport):
 def _(t: Transport):
     statuses = set()
     for _ in range(30):
-        reply = expect(_relay(t, b"\x0a\x00"), (204, 429))
+        reply = expect(_relay(t, export_protobuf()), (204, 429))
         statuses.add(reply.status)
     assert 429 in statuses
 

@@ -196,6 +196,13 @@ describe('Cruddur in Chromium', () => {
     assert.equal(backendSpan.kind, 'SERVER');
     assert.equal(backendSpan.name, 'GET /api/activities/home');
     assert.equal(browserSpan.kind, 'CLIENT');
+    // The relay forwards the browser's resource as it is, and the page load (INTERNAL spans) too.
+    assert.deepEqual(browserSpan.resource, { 'service.name': 'frontend-react-js' });
+    const isPageLoad = (s) => serviceOf(s) === 'frontend-react-js' && s.name === 'documentLoad' && s.kind === 'INTERNAL';
+    await waitFor('the page-load span in the OTLP receiver', () => spans.find(isPageLoad), {
+      timeoutMs: 15000,
+      intervalMs: 250,
+    });
     assert.ok(relay.length > 0 && relay.every((line) => /^POST 2\d\d$|^OPTIONS 2\d\d$/.test(line)), `relay: ${relay}`);
 
     // The same request in X-Ray: the browser decided "sampled", so the backend's segment is sent, under

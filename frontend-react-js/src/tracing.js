@@ -13,6 +13,9 @@ import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 
 export const SERVICE_NAME = 'frontend-react-js';
 export const RELAY_PATH = '/api/telemetry/v1/traces';
+// Within what the relay accepts (64 attributes, 4 KiB per value), so one long URL never costs a
+// whole batch: 1,024 UTF-16 units are at most 3 KiB of UTF-8.
+export const SPAN_LIMITS = { attributeCountLimit: 64, attributeValueLengthLimit: 1024, attributePerEventCountLimit: 64 };
 
 function escapeRegExp(text) {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -39,6 +42,7 @@ export function initTracing(backendUrl) {
     const provider = new WebTracerProvider({
       resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: SERVICE_NAME }),
       idGenerator: new AWSXRayIdGenerator(),
+      spanLimits: SPAN_LIMITS,
       spanProcessors: [
         // Bounded queue: spans beyond it are dropped rather than growing memory.
         new BatchSpanProcessor(exporter, {

@@ -68,4 +68,15 @@ describe('initTracing against a loopback backend', () => {
     expect(urlsTraced.some((url) => url.endsWith('/api/activities/home'))).toBe(true);
     expect(urlsTraced.some((url) => url.includes('/api/telemetry/'))).toBe(false);
   });
+
+  it('keeps spans within the limits the relay accepts', async () => {
+    standIn = await startStandIn({ 'POST /api/telemetry/v1/traces': () => [204, undefined] });
+    tracing = initTracing(standIn.url);
+    const span = tracing.provider.getTracer('limits').startSpan('long', {
+      attributes: Object.fromEntries([['url.full', 'é'.repeat(5000)], ...Array.from({ length: 99 }, (_, i) => [`a${i}`, i])]),
+    });
+    span.end();
+    expect(Object.keys(span.attributes)).toHaveLength(64);
+    expect(new TextEncoder().encode(span.attributes['url.full']).length).toBeLessThanOrEqual(4096);
+  });
 });
