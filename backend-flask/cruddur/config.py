@@ -15,6 +15,7 @@ ENV_VARS = (
     "CRUDDUR_ENV",
     "DATABASE_URL",
     "CRUDDUR_USER_HANDLE",
+    "CRUDDUR_TRUSTED_PROXIES",
     "FRONTEND_URL",
     "BACKEND_URL",
     "OTEL_SERVICE_NAME",
@@ -23,6 +24,8 @@ ENV_VARS = (
     "OTEL_EXPORTER_OTLP_HEADERS",
     "OTEL_TRACES_EXPORTER",
     "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
     "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
     "OTEL_METRICS_EXPORTER",
@@ -89,6 +92,8 @@ class Config:
     backend_url: str = "http://localhost:4567"
     code_version: str = "0.1.0"
     max_content_length: int = 1024 * 1024
+    # How many proxies in front append to X-Forwarded-For; 0 trusts none (the peer is the client).
+    trusted_proxies: int = 0
 
     # OpenTelemetry
     service_name: str = "backend-flask"
@@ -99,6 +104,8 @@ class Config:
     # The SDK's default (2,048) is under a second of spans for a busy worker; 8,192 spans are
     # about 16 MB at most and ride out a slow vendor for a few seconds before dropping.
     span_queue_size: int = 8192
+    traces_sampler: str = ""  # OTEL_TRACES_SAMPLER: the local decision (telemetry/sampling.py)
+    traces_sampler_arg: str = ""
     honeycomb_team: str = ""
     honeycomb_environment: str = ""
     # Metrics (the Flask instrumentation's HTTP server metrics), over OTLP beside the traces
@@ -136,6 +143,9 @@ class Config:
         env = get("CRUDDUR_ENV", "development")
         if env not in ENVIRONMENTS:
             raise ValueError(f"CRUDDUR_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+        trusted_proxies = get("CRUDDUR_TRUSTED_PROXIES", "0")
+        if not (trusted_proxies.isascii() and trusted_proxies.isdigit()):
+            raise ValueError(f"CRUDDUR_TRUSTED_PROXIES must be a whole number of proxies, not {trusted_proxies!r}")
         xray_transport = get("CRUDDUR_XRAY_TRANSPORT", "daemon").lower()
         if xray_transport not in XRAY_TRANSPORTS:
             raise ValueError(
@@ -161,6 +171,7 @@ class Config:
             env=env,
             database_url=get("DATABASE_URL"),
             user_handle=get("CRUDDUR_USER_HANDLE", "andrewbrown"),
+            trusted_proxies=int(trusted_proxies),
             frontend_url=get("FRONTEND_URL", "http://localhost:3000").rstrip("/"),
             backend_url=get("BACKEND_URL", "http://localhost:4567").rstrip("/"),
             code_version=get("CRUDDUR_CODE_VERSION") or _code_version(),
@@ -170,6 +181,8 @@ class Config:
             otlp_headers=headers,
             traces_exporter=get("OTEL_TRACES_EXPORTER").lower(),
             span_queue_size=int(get("OTEL_BSP_MAX_QUEUE_SIZE", "8192")),
+            traces_sampler=get("OTEL_TRACES_SAMPLER"),
+            traces_sampler_arg=get("OTEL_TRACES_SAMPLER_ARG"),
             honeycomb_team=get("HONEYCOMB_TEAM"),
             honeycomb_environment=get("HONEYCOMB_ENVIRONMENT"),
             otlp_metrics_endpoint=get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
