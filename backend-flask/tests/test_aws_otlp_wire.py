@@ -52,6 +52,14 @@ def test_one_trace_id_in_honeycomb_xray_logs_rollbar_and_the_response(
             server.url, "/api/activities/home", headers={"traceparent": f"00-{unsampled}-{'4' * 16}-00"}
         )
         assert status == 200
+        # The X-Ray header rows of the decision table: Sampled=0 is followed; a Root without a
+        # decision (what a load balancer sends) gets the local decision (record).
+        xray_unsampled = f"{int(time.time()):08x}{uuid.uuid4().hex[:24]}"
+        xray_root_only = f"{int(time.time()):08x}{uuid.uuid4().hex[:24]}"
+        for trace_id, suffix in ((xray_unsampled, ";Sampled=0"), (xray_root_only, "")):
+            header = f"Root=1-{trace_id[:8]}-{trace_id[8:]}{suffix}"
+            status, headers, _ = get_json(server.url, "/api/activities/home", headers={"X-Amzn-Trace-Id": header})
+            assert status == 200 and headers["traceresponse"].split("-")[1] == trace_id
         status, headers, _ = get_json(server.url, "/rollbar/test/exception")
         assert status == 500
         error_trace = headers["traceresponse"].split("-")[1]
@@ -59,7 +67,7 @@ def test_one_trace_id_in_honeycomb_xray_logs_rollbar_and_the_response(
         seconds, returncode = server.stop()  # SIGTERM: every sender flushes
         assert returncode == 0 and seconds < 35
 
-        for trace_id in (fresh, caller, error_trace):
+        for trace_id in (fresh, caller, xray_root_only, error_trace):
             honeycomb = [s for s in otlp_receiver.spans() if _is_server_span_of(trace_id)(s)]
             xray = [s for s in aws.spans() if _is_server_span_of(trace_id)(s)]
             assert len(honeycomb) == 1 and len(xray) == 1, trace_id
@@ -71,9 +79,10 @@ def test_one_trace_id_in_honeycomb_xray_logs_rollbar_and_the_response(
         # Ids the app starts are valid for X-Ray: the first 8 hex digits are the epoch seconds.
         for trace_id in (fresh, error_trace):
             assert abs(int(trace_id[:8], 16) - started_at) < 60, trace_id
-        # X-Ray's stream is Honeycomb's: the unsampled request is in neither.
-        assert not [s for s in otlp_receiver.spans() if s["trace_id"] == unsampled]
-        assert not [s for s in aws.spans() if s["trace_id"] == unsampled]
+        # X-Ray's stream is Honeycomb's: the unsampled requests are in neither.
+        for trace_id in (unsampled, xray_unsampled):
+            assert not [s for s in otlp_receiver.spans() if s["trace_id"] == trace_id]
+            assert not [s for s in aws.spans() if s["trace_id"] == trace_id]
         honeycomb_traces = {s["trace_id"] for s in otlp_receiver.spans() if s["kind"] == "SERVER"}
         xray_traces = {s["trace_id"] for s in aws.spans() if s["kind"] == "SERVER"}
         assert honeycomb_traces == xray_traces
