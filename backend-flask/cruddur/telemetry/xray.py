@@ -62,6 +62,24 @@ class CountingUDPEmitter(UDPEmitter):
         self._socket.sendto(data.encode("utf-8"), (self._ip, self._port))
 
 
+DATABASE_TYPES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
+
+
+def sql_block(attributes) -> dict:
+    """X-Ray's `sql` of a subsegment from a statement span: the query with placeholders (values are
+    never in it), the database type, and a URL and user built from the span's attributes, which
+    never carry a password."""
+    system = attributes.get("db.system")
+    sql = {"sanitized_query": attributes["db.statement"], "database_type": DATABASE_TYPES.get(system, system)}
+    host, name = attributes.get("net.peer.name"), attributes.get("db.name")
+    if system == "postgresql" and host:
+        port = attributes.get("net.peer.port")
+        sql["url"] = f"postgresql://{host}{f':{port}' if port else ''}/{name or ''}"
+    if attributes.get("db.user"):
+        sql["user"] = attributes["db.user"]
+    return sql
+
+
 class SubsegmentProcessor(SpanProcessor):
     """Mirrors the request's non-server spans as subsegments of its sampled X-Ray segment."""
 
@@ -96,9 +114,7 @@ class SubsegmentProcessor(SpanProcessor):
             else:
                 subsegment.put_metadata(key, value if isinstance(value, str | int | float | bool) else list(value))
         if "db.statement" in attributes:
-            subsegment.set_sql(
-                {"sanitized_query": attributes["db.statement"], "database_type": attributes.get("db.system")}
-            )
+            subsegment.set_sql(sql_block(attributes))
         if span.status.status_code is StatusCode.ERROR:
             subsegment.add_fault_flag()
         subsegment.close(span.end_time / 1e9)
