@@ -28,6 +28,10 @@ INSTRUMENT = "cruddur.instrument_connection"  # set by telemetry/tracing.py when
 ROLLBAR = "cruddur.rollbar"
 OUTAGE_REPORT_INTERVAL = 60.0  # seconds between two warnings / Rollbar items of one outage
 RETRY_AFTER_SECONDS = 5
+# How long the pool keeps retrying one lost connection before it gives up and lets the next
+# request start afresh. Its backoff doubles from 1 s: left at the default (5 minutes), the app
+# could wait a minute after PostgreSQL is back before trying again.
+RECONNECT_SECONDS = 10.0
 
 
 def _instrumented(conn, extensions: dict):
@@ -73,6 +77,8 @@ class PostgresConnections:
     """
 
     def __init__(self, database: Database, size: int, connect_timeout: float, statement_timeout: float, extensions):
+        # The pool logs a warning for every failed reconnection attempt; Outage reports the outage.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
         self.database = database
         self.size = size
         self.connect_timeout = connect_timeout
@@ -102,6 +108,7 @@ class PostgresConnections:
                         timeout=self.connect_timeout,
                         configure=self._configure,
                         check=check_alive,
+                        reconnect_timeout=RECONNECT_SECONDS,
                         name="cruddur",
                         open=True,
                     )
@@ -153,14 +160,12 @@ class Outage:
 
     def _report(self, error: BaseException, suppressed: int) -> None:
         detail = self.database.clean(str(error).strip().splitlines()[0] if str(error).strip() else "")
-        log.warning(
-            "database %s unavailable (%s: %s); answering 503 (%d more since the last warning)",
-            self.database.redacted,
-            type(error).__name__,
-            detail,
-            suppressed,
-            extra={"database": self.database.dialect},
-        )
+        message = "database %s unavailable (%s: %s); answering 503"
+        args = [self.database.redacted, type(error).__name__, detail]
+        if suppressed:
+            message += " (%d more since the last warning)"
+            args.append(suppressed)
+        log.warning(message, *args, extra={"database": self.database.dialect})
         reporter = self.extensions.get(ROLLBAR)
         if reporter is not None:
             reporter.report_message(
