@@ -79,7 +79,9 @@ def load(servers, shared, label, during=None):
         for index in range(ROUNDS):
             text = f"{label} c{number} r{index} {uuid.uuid4().hex[:6]}"
             crud = client.write(number + index, "/api/activities", {"message": text, "ttl": "1-day"}, deadline)
-            reply = client.write(number + index + 1, f"/api/activities/{crud['uuid']}/reply", {"message": f"re {text}"}, deadline)
+            reply = client.write(
+                number + index + 1, f"/api/activities/{crud['uuid']}/reply", {"message": f"re {text}"}, deadline
+            )
             assert reply["reply_to_activity_uuid"] == crud["uuid"]
             shared_reply = f"shared {text}"
             client.write(number + index, f"/api/activities/{shared}/reply", {"message": shared_reply}, deadline)

@@ -168,7 +168,8 @@ def test_xray_segment_shares_the_opentelemetry_trace(xray_app, otlp_receiver, xr
     home = next(d for d in documents if d["name"] == "home_activities")
     assert home["annotations"]["app_result_length"] == len(response.json)
     sql = [d for d in documents if "sql" in d]
-    assert sql and all(d["sql"]["database_type"] == {"sqlite": "SQLite"}.get(db_system(config), "PostgreSQL") for d in sql)
+    database_type = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[db_system(config)]
+    assert sql and all(d["sql"]["database_type"] == database_type for d in sql)
     if db_system(config) == "postgresql":  # the server's URL and user, never a password
         assert all(d["sql"]["url"].startswith("postgresql://127.0.0.1:") and d["sql"]["user"] for d in sql)
     flush(xray_app)

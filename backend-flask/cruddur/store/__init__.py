@@ -16,6 +16,7 @@ from contextlib import contextmanager, suppress
 from flask import Flask, current_app, g
 
 from ..config import Config
+from ..telemetry.shutdown import on_shutdown
 from .connection import Outage, PostgresConnections, SQLiteConnections
 from .dialect import SQLITE, Database, connect_postgresql, connect_sqlite, in_transaction
 from .migrations import migrate
@@ -57,7 +58,7 @@ def release_store(_exc=None) -> None:
 
 
 def database_state() -> str:
-    """"ok" or "unavailable", for the health check (waits at most HEALTH_TIMEOUT for a connection)."""
+    """ "ok" or "unavailable", for the health check (waits at most HEALTH_TIMEOUT for a connection)."""
     from ..errors import DatabaseUnavailable
 
     try:
@@ -96,6 +97,8 @@ def init_app(app: Flask, config: Config) -> None:
             app.extensions,
         )
     app.extensions["cruddur.connections"] = connections
+    # First at worker exit (requests are done): PostgreSQL sees sessions end, not vanish.
+    on_shutdown(app, 5, "database", connections.close)
     app.extensions["cruddur.database_outage"] = Outage(database, app.extensions)
     app.teardown_appcontext(release_store)
     log.info("database: %s %s", database.dialect, database.redacted)

@@ -11,7 +11,7 @@ import sqlite3
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -58,7 +58,7 @@ class Database:
     @property
     def password(self) -> str:
         """The password in the URL ("" if none): what every log line and error text is cleaned of."""
-        return "" if self.dialect == SQLITE else urlsplit(self.url).password or ""
+        return "" if self.dialect == SQLITE else unquote(urlsplit(self.url).password or "")
 
     @property
     def yoyo_url(self) -> str:
@@ -87,8 +87,11 @@ class Database:
         return False
 
     def clean(self, text: str) -> str:
-        """Text (an error message) with the password, if any, cut out."""
-        return text.replace(self.password, "***") if self.password else text
+        """Text (an error message) with the password, if any, cut out (as written in the URL too)."""
+        raw = urlsplit(self.url).password if self.dialect != SQLITE else None
+        for secret in {self.password, raw} - {None, ""}:
+            text = text.replace(secret, "***")
+        return text
 
 
 @lru_cache(maxsize=256)
@@ -144,4 +147,3 @@ def in_transaction(conn) -> bool:
     if isinstance(conn, sqlite3.Connection):
         return conn.in_transaction
     return conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR)
-
