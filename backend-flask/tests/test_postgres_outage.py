@@ -120,6 +120,10 @@ def test_outage_answers_503_reports_once_recovers_and_never_shows_the_password(
     assert events, "CloudWatch received the log"
     assert otlp_receiver.spans() and xray_listener.documents()
     assert any(s["attributes"].get("db.system") == "postgresql" for s in otlp_receiver.spans())
+    sql = [e["sql"] for e in xray_listener.entities() if "sql" in e]
+    assert sql and all(
+        q["database_type"] == "PostgreSQL" and q["url"].startswith("postgresql://postgres@") for q in sql
+    )
     sinks = {
         "spans": json.dumps(otlp_receiver.spans()),
         "segments": json.dumps(xray_listener.documents()),

@@ -171,7 +171,8 @@ def test_xray_segment_shares_the_opentelemetry_trace(xray_app, otlp_receiver, xr
     database_type = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[db_system(config)]
     assert sql and all(d["sql"]["database_type"] == database_type for d in sql)
     if db_system(config) == "postgresql":  # the server's URL and user, never a password
-        assert all(d["sql"]["url"].startswith("postgresql://127.0.0.1:") and d["sql"]["user"] for d in sql)
+        assert all(d["sql"]["url"].startswith("postgresql://postgres@127.0.0.1:") for d in sql)
+        assert all(d["sql"]["user"] == "postgres" for d in sql)
     flush(xray_app)
     otel_ids = {s["span_id"] for s in wait_for(lambda: otlp_receiver.spans_for_trace(trace_id))}
     assert {d["id"] for d in documents} <= otel_ids  # every subsegment is an OpenTelemetry span

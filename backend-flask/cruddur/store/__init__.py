@@ -96,6 +96,7 @@ def init_app(app: Flask, config: Config) -> None:
             config.database_statement_timeout,
             app.extensions,
         )
+    app.extensions["cruddur.database"] = database
     app.extensions["cruddur.connections"] = connections
     # First at worker exit (requests are done): PostgreSQL sees sessions end, not vanish.
     on_shutdown(app, 5, "database", connections.close)

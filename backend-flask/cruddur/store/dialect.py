@@ -56,6 +56,11 @@ class Database:
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
     @property
+    def user(self) -> str:
+        """The user in the URL ("" if none)."""
+        return "" if self.dialect == SQLITE else unquote(urlsplit(self.url).username or "")
+
+    @property
     def password(self) -> str:
         """The password in the URL ("" if none): what every log line and error text is cleaned of."""
         return "" if self.dialect == SQLITE else unquote(urlsplit(self.url).password or "")

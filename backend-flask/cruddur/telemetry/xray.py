@@ -65,26 +65,26 @@ class CountingUDPEmitter(UDPEmitter):
 DATABASE_TYPES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
 
 
-def sql_block(attributes) -> dict:
-    """X-Ray's `sql` of a subsegment from a statement span: the query with placeholders (values are
-    never in it), the database type, and a URL and user built from the span's attributes, which
-    never carry a password."""
+def sql_block(attributes, database_url: str = "", database_user: str = "") -> dict:
+    """X-Ray's `sql` of a statement span: the query with its placeholders (values are never in it),
+    the database type, and the app's database URL and user, without the password."""
     system = attributes.get("db.system")
     sql = {"sanitized_query": attributes["db.statement"], "database_type": DATABASE_TYPES.get(system, system)}
-    host, name = attributes.get("net.peer.name"), attributes.get("db.name")
-    if system == "postgresql" and host:
-        port = attributes.get("net.peer.port")
-        sql["url"] = f"postgresql://{host}{f':{port}' if port else ''}/{name or ''}"
-    if attributes.get("db.user"):
-        sql["user"] = attributes["db.user"]
+    if database_url:
+        sql["url"] = database_url
+    if database_user:
+        sql["user"] = database_user
     return sql
 
 
 class SubsegmentProcessor(SpanProcessor):
     """Mirrors the request's non-server spans as subsegments of its sampled X-Ray segment."""
 
-    def __init__(self, recorder: AWSXRayRecorder):
+    def __init__(self, recorder: AWSXRayRecorder, database_url: str = "", database_user: str = ""):
         self.recorder = recorder
+        # The connection instrumentation puts no server address on its spans; the app has one database.
+        self.database_url = database_url
+        self.database_user = database_user
         self._open: dict[int, Subsegment] = {}
 
     def on_start(self, span: Span, parent_context=None) -> None:
@@ -114,7 +114,7 @@ class SubsegmentProcessor(SpanProcessor):
             else:
                 subsegment.put_metadata(key, value if isinstance(value, str | int | float | bool) else list(value))
         if "db.statement" in attributes:
-            subsegment.set_sql(sql_block(attributes))
+            subsegment.set_sql(sql_block(attributes, self.database_url, self.database_user))
         if span.status.status_code is StatusCode.ERROR:
             subsegment.add_fault_flag()
         subsegment.close(span.end_time / 1e9)
@@ -197,7 +197,9 @@ def init_app(app: Flask) -> bool:
     app.before_request(_align_with_opentelemetry)
     XRayMiddleware(app, recorder)
     app.before_request(_adopt_span_id(recorder))
-    app.extensions["cruddur.tracer_provider"].add_span_processor(SubsegmentProcessor(recorder))
+    database = app.extensions.get("cruddur.database")
+    processor = SubsegmentProcessor(recorder, database.redacted if database else "", database.user if database else "")
+    app.extensions["cruddur.tracer_provider"].add_span_processor(processor)
     app.extensions["cruddur.xray"] = recorder
     register(app, status)
     return announce(log, status)
