@@ -114,12 +114,18 @@ def test_the_pool_is_bounded_and_made_in_the_worker(postgres_url):
     """No pool until a request needs one; then at most DATABASE_POOL_SIZE connections, and a request
     that finds them all busy waits at most the connect timeout, then answers 503."""
     config = Config.from_env({}).replace(
-        env="test", database_url=postgres_url, code_version="test", database_pool_size=1, database_connect_timeout=0.5
+        env="test",
+        database_url=postgres_url,
+        code_version="test",
+        database_pool_size=1,
+        database_connect_timeout=0.5,
+        database_statement_timeout=1.5,
     )
     app = create_app(config)
     connections = app.extensions["cruddur.connections"]
     assert connections._pool is None
     held = connections.get()  # the only connection, busy elsewhere
+    assert held.execute("SHOW statement_timeout").fetchone()["statement_timeout"] == "1500ms"
     assert connections.pool().get_stats()["pool_max"] == 1
     started = time.monotonic()
     response = app.test_client().get("/api/activities/home")
