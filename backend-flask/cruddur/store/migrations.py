@@ -7,8 +7,10 @@ is released when its holder's connection or file closes, even if the process is 
 
 `python -m cruddur.store.migrations` (`make db-migrate`) does the same on demand.
 
-yoyo's own lock (a row in `yoyo_lock`) is not used: a process killed while holding it would leave
-the row behind and block every later start until someone ran `yoyo break-lock`.
+yoyo's own lock (a row in `yoyo_lock`) is not taken around the migrations: a process killed while
+holding it would leave the row behind and block every later start until someone ran
+`yoyo break-lock`. (yoyo takes it by itself only for a moment, to create its bookkeeping tables in
+a new database.)
 """
 
 from __future__ import annotations

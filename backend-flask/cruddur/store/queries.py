@@ -43,7 +43,7 @@ class Store:
         self._execute("SELECT 1").fetchone()
 
     def transaction(self):
-        """A write transaction that takes the database lock up front (no upgrade deadlocks)."""
+        """A write transaction (on SQLite it takes the write lock up front: no upgrade deadlocks)."""
         return _Transaction(self)
 
     def is_seeded(self) -> bool:
