@@ -183,12 +183,6 @@ class Config:
         raise ValueError("DATABASE_URL must be sqlite:///path or postgresql://user:password@host:port/dbname")
 
     @property
-    def database_path(self) -> str:
-        """The SQLite file of DATABASE_URL ("" for PostgreSQL)."""
-        url = self.database
-        return url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
-
-    @property
     def seeds_database(self) -> bool:
         """Whether a new database gets the seed data (users, cruds, conversations): in development."""
         return self.env == "development" if self.seed_data is None else self.seed_data
