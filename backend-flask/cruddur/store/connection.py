@@ -12,8 +12,6 @@ import os
 import threading
 import time
 
-from psycopg_pool import ConnectionPool
-
 from ..errors import DatabaseUnavailable
 from .dialect import (
     Database,
@@ -85,17 +83,19 @@ class PostgresConnections:
         self.statement_timeout = statement_timeout
         self.extensions = extensions
         self._lock = threading.Lock()
-        self._pool: ConnectionPool | None = None
+        self._pool = None
         self._pid: int | None = None
 
     def _configure(self, conn) -> None:
         set_statement_timeout(conn, self.statement_timeout)
         _instrumented(conn, self.extensions)
 
-    def pool(self) -> ConnectionPool:
-        """This process's pool, opened (in the background) on first use."""
+    def pool(self):
+        """This process's psycopg_pool.ConnectionPool, opened (in the background) on first use."""
         pid = os.getpid()
         if self._pid != pid:
+            from psycopg_pool import ConnectionPool
+
             with self._lock:
                 if self._pid != pid:
                     # A pool inherited through fork is the parent's: left alone, never closed here

@@ -22,8 +22,6 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-from yoyo import get_backend, read_migrations
-
 from .. import seed
 from .dialect import SQLITE, Database, connect_postgresql, connect_sqlite
 from .queries import Store
@@ -61,8 +59,25 @@ def _locked(database: Database, connect_timeout: float):
                 conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
 
 
+def _version_ids() -> list[str]:
+    """The ids of the migrations in versions/ (yoyo's id is the file name without `.sql`)."""
+    names = (entry.name for entry in VERSIONS.iterdir())
+    return sorted(n[: -len(".sql")] for n in names if n.endswith(".sql") and not n.endswith(".rollback.sql"))
+
+
+def _up_to_date(store: Store) -> bool:
+    """Whether yoyo has applied every version here (the usual start): then yoyo is not even loaded."""
+    try:
+        applied = store.applied_migrations()
+    except Exception:  # no _yoyo_migration table yet: a new database (a lost connection fails again in yoyo)
+        return False
+    return set(_version_ids()) <= applied
+
+
 def _apply(database: Database) -> list[str]:
     """Apply the migrations not applied yet (each in its own transaction); return their ids."""
+    from yoyo import get_backend, read_migrations  # loaded only when there is something to apply
+
     migrations = read_migrations(str(VERSIONS))
     backend = get_backend(database.yoyo_url)
     with backend:  # closes yoyo's connection
@@ -77,10 +92,10 @@ def migrate(database: Database, user_handle: str, seed_data: bool, connect_timeo
     Returns the ids of the migrations this call applied (none when another process was first).
     """
     with _locked(database, connect_timeout) as conn:
-        applied = _apply(database)
+        store = Store(conn, database)
+        applied = [] if _up_to_date(store) else _apply(database)
         for migration_id in applied:
             log.info("applied migration %s to %s", migration_id, database.redacted)
-        store = Store(conn, database)
         now = datetime.now(UTC)
         with store.transaction():
             if seed_data and not store.is_seeded():

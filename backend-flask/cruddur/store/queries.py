@@ -46,6 +46,10 @@ class Store:
         """A write transaction (on SQLite it takes the write lock up front: no upgrade deadlocks)."""
         return _Transaction(self)
 
+    def applied_migrations(self) -> set[str]:
+        """The ids of the migrations yoyo-migrations recorded as applied (raises before its first run)."""
+        return {row["migration_id"] for row in self._execute("SELECT migration_id FROM _yoyo_migration")}
+
     def is_seeded(self) -> bool:
         """Whether the seed data has been written."""
         row = self._execute("SELECT value FROM schema_meta WHERE key = 'seeded'").fetchone()

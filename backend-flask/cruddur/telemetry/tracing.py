@@ -19,7 +19,6 @@ from opentelemetry.instrumentation.propagators import (
     TraceResponsePropagator,
     set_global_response_propagator,
 )
-from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
 from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
 from opentelemetry.propagators.composite import CompositePropagator
@@ -133,6 +132,8 @@ def _connection_instrumentor(provider: TracerProvider):
         """Every statement of this connection becomes a span (the maintained instrumentations)."""
         if isinstance(conn, sqlite3.Connection):
             return SQLite3Instrumentor.instrument_connection(conn, tracer_provider=provider)
+        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor  # imports psycopg: PostgreSQL only
+
         return PsycopgInstrumentor.instrument_connection(conn, tracer_provider=provider)
 
     return instrument
