@@ -242,6 +242,9 @@ def loss_checks(servers: list[Server], sinks: Sinks | None) -> dict:
         check = {"check": "X-Ray: documents received == documents the apps sent", "expected": sent}
         check.update(actual=stats["xray_documents"], ok=stats["xray_documents"] == sent)
         totals.setdefault("checks", []).append(check)
+        check = {"check": "X-Ray: documents the stand-in refused (X-Ray's rules)", "expected": 0}
+        check.update(actual=stats["xray_rejected"], ok=stats["xray_rejected"] == 0)
+        totals["checks"].append(check)
         served = sum(s.log.access_total for s in xray)
         totals["xray_sampled_share"] = round(stats["segments"] / served, 3) if served else None
     for server in servers:

@@ -19,6 +19,7 @@ ENV_VARS = (
     "DATABASE_STATEMENT_TIMEOUT",
     "GUNICORN_THREADS",
     "CRUDDUR_USER_HANDLE",
+    "CRUDDUR_TRUSTED_PROXIES",
     "FRONTEND_URL",
     "BACKEND_URL",
     "OTEL_SERVICE_NAME",
@@ -27,6 +28,8 @@ ENV_VARS = (
     "OTEL_EXPORTER_OTLP_HEADERS",
     "OTEL_TRACES_EXPORTER",
     "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
     "HONEYCOMB_API_KEY",
     "HONEYCOMB_TEAM",
     "HONEYCOMB_ENVIRONMENT",
@@ -89,6 +92,8 @@ class Config:
     backend_url: str = "http://localhost:4567"
     code_version: str = "0.1.0"
     max_content_length: int = 1024 * 1024
+    # How many proxies in front append to X-Forwarded-For; 0 trusts none (the peer is the client).
+    trusted_proxies: int = 0
 
     # OpenTelemetry
     service_name: str = "backend-flask"
@@ -99,6 +104,8 @@ class Config:
     # The SDK's default (2,048) is under a second of spans for a busy worker; 8,192 spans are
     # about 16 MB at most and ride out a slow vendor for a few seconds before dropping.
     span_queue_size: int = 8192
+    traces_sampler: str = ""  # OTEL_TRACES_SAMPLER: the local decision (telemetry/sampling.py)
+    traces_sampler_arg: str = ""
     honeycomb_team: str = ""
     honeycomb_environment: str = ""
 
@@ -127,6 +134,9 @@ class Config:
         env = get("CRUDDUR_ENV", "development")
         if env not in ENVIRONMENTS:
             raise ValueError(f"CRUDDUR_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+        trusted_proxies = get("CRUDDUR_TRUSTED_PROXIES", "0")
+        if not (trusted_proxies.isascii() and trusted_proxies.isdigit()):
+            raise ValueError(f"CRUDDUR_TRUSTED_PROXIES must be a whole number of proxies, not {trusted_proxies!r}")
         headers = _parse_headers(get("OTEL_EXPORTER_OTLP_HEADERS"))
         endpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT")
         honeycomb_key = get("HONEYCOMB_API_KEY")
@@ -141,6 +151,7 @@ class Config:
             database_statement_timeout=float(get("DATABASE_STATEMENT_TIMEOUT", "10")),
             worker_threads=int(get("GUNICORN_THREADS", "1")),
             user_handle=get("CRUDDUR_USER_HANDLE", "andrewbrown"),
+            trusted_proxies=int(trusted_proxies),
             frontend_url=get("FRONTEND_URL", "http://localhost:3000").rstrip("/"),
             backend_url=get("BACKEND_URL", "http://localhost:4567").rstrip("/"),
             code_version=get("CRUDDUR_CODE_VERSION") or _code_version(),
@@ -150,6 +161,8 @@ class Config:
             otlp_headers=headers,
             traces_exporter=get("OTEL_TRACES_EXPORTER").lower(),
             span_queue_size=int(get("OTEL_BSP_MAX_QUEUE_SIZE", "8192")),
+            traces_sampler=get("OTEL_TRACES_SAMPLER"),
+            traces_sampler_arg=get("OTEL_TRACES_SAMPLER_ARG"),
             honeycomb_team=get("HONEYCOMB_TEAM"),
             honeycomb_environment=get("HONEYCOMB_ENVIRONMENT"),
             xray_daemon_address=get("AWS_XRAY_DAEMON_ADDRESS"),

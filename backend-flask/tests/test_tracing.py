@@ -179,12 +179,14 @@ def test_xray_segment_shares_the_opentelemetry_trace(xray_app, otlp_receiver, xr
 
 
 def test_xray_continues_a_w3c_trace_with_the_callers_parent(xray_app, xray_listener):
+    w3c_trace = f"{int(time.time()):08x}" + W3C_TRACE[8:]  # an id X-Ray takes: its time is now
     response = xray_app.test_client().get(
-        "/api/activities/home", headers={"traceparent": f"00-{W3C_TRACE}-{W3C_PARENT}-01"}
+        "/api/activities/home", headers={"traceparent": f"00-{w3c_trace}-{W3C_PARENT}-01"}
     )
-    assert traceresponse_ids(response)[0] == W3C_TRACE
+    assert traceresponse_ids(response)[0] == w3c_trace
     segment = wait_for(lambda: xray_listener.segments())[0]
-    assert (segment["trace_id"], segment["parent_id"]) == (xray_trace_id(W3C_TRACE), W3C_PARENT)
+    assert (segment["trace_id"], segment["parent_id"]) == (xray_trace_id(w3c_trace), W3C_PARENT)
+    assert response.headers["X-Amzn-Trace-Id"] == f"Root={xray_trace_id(w3c_trace)};Sampled=1"
 
 
 def test_xray_unsampled_requests_send_nothing(xray_app, xray_listener):
@@ -262,5 +264,5 @@ def test_span_queue_is_bounded_by_configuration(config, otlp_receiver):
 
     app = create_app(config.replace(otlp_endpoint=otlp_receiver.url, span_queue_size=1000))
     processors = app.extensions["cruddur.tracer_provider"]._active_span_processor._span_processors
-    [processor] = [p for p in processors if isinstance(p, CountingBatchSpanProcessor)]
+    [processor] = [p.processor for p in processors if isinstance(p.processor, CountingBatchSpanProcessor)]
     assert processor._batch_processor._queue.maxlen == 1000

@@ -33,8 +33,10 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ..config import Config
+from .containment import ContainedSpanProcessor, Containment
 from .otlp_wire import WireOTLPSpanExporter
 from .propagation import RootAdoptingIdGenerator, XRayRootPropagator
+from .sampling import build_sampler
 from .shutdown import on_shutdown
 from .status import IntegrationStatus, announce, register
 
@@ -113,7 +115,12 @@ def build_provider(config: Config) -> TracerProvider:
     )
     # Our shutdown path flushes within gunicorn's graceful timeout; the SDK's own atexit hook
     # would wait up to 30 s per processor.
-    return TracerProvider(resource=resource, id_generator=RootAdoptingIdGenerator(), shutdown_on_exit=False)
+    return TracerProvider(
+        resource=resource,
+        id_generator=RootAdoptingIdGenerator(),
+        sampler=build_sampler(config.traces_sampler, config.traces_sampler_arg),
+        shutdown_on_exit=False,
+    )
 
 
 def _exporter(config: Config) -> tuple[SpanExporter | None, str]:
@@ -149,7 +156,7 @@ def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
         processor = CountingBatchSpanProcessor(
             CountingExporter(exporter, status), max_queue_size=config.span_queue_size
         )
-        provider.add_span_processor(processor)
+        provider.add_span_processor(ContainedSpanProcessor(processor, Containment(status, log)))
         # BatchSpanProcessor.shutdown() takes no timeout (it would wait 30 s on a blackholed
         # endpoint); its inner batch processor does.
         on_shutdown(app, 10, "opentelemetry", lambda seconds: processor._batch_processor.shutdown(int(seconds * 1000)))
