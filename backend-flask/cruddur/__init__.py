@@ -29,7 +29,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     logs.init_app(app)
     errors.init_app(app)
-    store.init_app(app, config.database_path, config.user_handle)
+    store.init_app(app, config)
     CORS(
         app,
         resources={r"/api/*": {"origins": [config.frontend_url, config.backend_url]}},

@@ -14,6 +14,10 @@ REPO_DIR = BACKEND_DIR.parent
 ENV_VARS = (
     "CRUDDUR_ENV",
     "DATABASE_URL",
+    "DATABASE_POOL_SIZE",
+    "DATABASE_CONNECT_TIMEOUT",
+    "DATABASE_STATEMENT_TIMEOUT",
+    "GUNICORN_THREADS",
     "CRUDDUR_USER_HANDLE",
     "CRUDDUR_TRUSTED_PROXIES",
     "FRONTEND_URL",
@@ -87,6 +91,12 @@ class Config:
 
     env: str = "development"
     database_url: str = ""
+    # PostgreSQL only: connections per worker process (0: one per worker thread) and timeouts
+    database_pool_size: int = 0
+    database_connect_timeout: float = 5.0  # seconds to connect, and to wait for a pooled connection
+    database_statement_timeout: float = 10.0  # seconds a statement may run
+    worker_threads: int = 1  # gunicorn threads per worker (GUNICORN_THREADS, read by gunicorn.conf.py too)
+    seed_data: bool | None = None  # None: seed in development only (tests that want data say True)
     user_handle: str = "andrewbrown"
     frontend_url: str = "http://localhost:3000"
     backend_url: str = "http://localhost:4567"
@@ -170,6 +180,10 @@ class Config:
         return cls(
             env=env,
             database_url=get("DATABASE_URL"),
+            database_pool_size=int(get("DATABASE_POOL_SIZE", "0")),
+            database_connect_timeout=float(get("DATABASE_CONNECT_TIMEOUT", "5")),
+            database_statement_timeout=float(get("DATABASE_STATEMENT_TIMEOUT", "10")),
+            worker_threads=int(get("GUNICORN_THREADS", "1")),
             user_handle=get("CRUDDUR_USER_HANDLE", "andrewbrown"),
             trusted_proxies=int(trusted_proxies),
             frontend_url=get("FRONTEND_URL", "http://localhost:3000").rstrip("/"),
@@ -217,15 +231,28 @@ class Config:
         return f"{self.otlp_endpoint}/v1/metrics" if self.otlp_endpoint else ""
 
     @property
-    def database_path(self) -> str:
-        """The SQLite file named by DATABASE_URL (or the default under instance/)."""
+    def database(self) -> str:
+        """DATABASE_URL as the store takes it: `sqlite:///path` (the default under instance/) or
+        `postgresql://...` (`postgres://` accepted). Other schemes are refused."""
         url = self.database_url
         if not url:
-            return str(BACKEND_DIR / "instance" / f"cruddur-{self.env}.db")
-        prefix = "sqlite:///"
-        if not url.startswith(prefix):
-            raise ValueError("DATABASE_URL must be sqlite:///path (PostgreSQL is not supported yet)")
-        return url[len(prefix) :]
+            return f"sqlite:///{BACKEND_DIR / 'instance' / f'cruddur-{self.env}.db'}"
+        scheme, sep, rest = url.partition("://")
+        if sep and scheme in ("postgresql", "postgres"):
+            return f"postgresql://{rest}"
+        if url.startswith("sqlite:///"):
+            return url
+        raise ValueError("DATABASE_URL must be sqlite:///path or postgresql://user:password@host:port/dbname")
+
+    @property
+    def seeds_database(self) -> bool:
+        """Whether a new database gets the seed data (users, cruds, conversations): in development."""
+        return self.env == "development" if self.seed_data is None else self.seed_data
+
+    @property
+    def pool_size(self) -> int:
+        """PostgreSQL connections per worker: DATABASE_POOL_SIZE, else one per worker thread."""
+        return max(1, self.database_pool_size or self.worker_threads)
 
     def replace(self, **changes) -> Config:
         """A copy with some settings changed."""

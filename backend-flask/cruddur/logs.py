@@ -14,7 +14,7 @@ from .telemetry.status import RateLimitFilter
 ACCESS_LOGGER = "cruddur.access"
 # Libraries that log a line (often with a traceback) per failed export or poll: at most one line
 # per kind per minute reaches the handlers, so a vendor outage cannot flood the logs.
-NOISY_LOGGER_PREFIXES = ("opentelemetry", "aws_xray_sdk", "watchtower", "botocore", "urllib3", "rollbar")
+NOISY_LOGGER_PREFIXES = ("opentelemetry", "aws_xray_sdk", "watchtower", "botocore", "urllib3", "rollbar", "psycopg")
 # Their messages can quote what a caller sent (the OpenTelemetry SDK logs a malformed `tracestate`
 # member whole): no more than this reaches a sink.
 MAX_LIBRARY_MESSAGE_CHARS = 300

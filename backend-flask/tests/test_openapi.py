@@ -242,9 +242,42 @@ def test_real_responses_validate_and_every_documented_status_happens(app, config
         for status in operation["responses"]
     }
     # A 500 can only be caused on purpose by /rollbar/test/exception; elsewhere it is a bug, not a scenario.
-    expected = {(m, p, s) for (m, p, s) in documented if s != "500" or p == "/rollbar/test/exception"}
+    # A 503 needs the database gone: test_database_unavailable_is_the_documented_503 observes those.
+    expected = {(m, p, s) for (m, p, s) in documented if (s != "500" or p == "/rollbar/test/exception") and s != "503"}
     assert expected - seen == set(), "documented responses never observed"
     assert seen - documented == set()
+
+
+def test_database_unavailable_is_the_documented_503(postgres_server, postgres_url):
+    """With its database gone, every operation documenting a 503 answers it, as documented."""
+    from cruddur.config import Config
+    from tests.support.postgres import drop_database
+
+    config = Config.from_env({}).replace(
+        env="test", database_url=postgres_url, code_version="test", seed_data=True, database_connect_timeout=0.5
+    )
+    send = Recorder(create_app(config).test_client())
+    crud = send("POST", "/api/activities", json={"message": "before", "ttl": "1-day"}).json
+    drop_database(postgres_server, postgres_url)
+    concrete = {"{handle}": "worf", "{activity_uuid}": crud["uuid"]}
+    bodies = {
+        "/api/activities": {"message": "hi", "ttl": "1-day"},
+        "/api/activities/{activity_uuid}/reply": {"message": "hi"},
+        "/api/messages": {"message": "hi", "user_receiver_handle": "worf"},
+    }
+    documented = {(m, p) for (m, p), operation in operations().items() if "503" in operation["responses"]}
+    assert len(documented) >= 9
+    for method, template in sorted(documented):
+        path = template
+        for name, value in concrete.items():
+            path = path.replace(name, value)
+        query = {"term": "cruds"} if template.endswith("/search") else None
+        response = send(method, template, path, json=bodies.get(template), query_string=query)
+        assert response.status_code == 503, (method, path, response.status_code)
+        assert response.json["errors"] == ["database_unavailable"] and int(response.headers["Retry-After"]) >= 1
+    assert {(m, p, "503") for m, p in documented} <= send.seen
+    health = send("GET", "/api/health-check")
+    assert (health.status_code, health.json["database"]) == (200, "unavailable")
 
 
 def test_405_is_json_with_allow_for_every_path(client):

@@ -8,6 +8,7 @@ The trace context is always on, because the contract puts the trace id in every 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 from contextlib import contextmanager
 
@@ -145,6 +146,18 @@ def add_destination(app: Flask, provider: TracerProvider, exporter: SpanExporter
     on_shutdown(app, 10, status.name, lambda seconds: processor._batch_processor.shutdown(int(seconds * 1000)))
 
 
+def _connection_instrumentor(provider: TracerProvider):
+    def instrument(conn):
+        """Every statement of this connection becomes a span (the maintained instrumentations)."""
+        if isinstance(conn, sqlite3.Connection):
+            return SQLite3Instrumentor.instrument_connection(conn, tracer_provider=provider)
+        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor  # imports psycopg: PostgreSQL only
+
+        return PsycopgInstrumentor.instrument_connection(conn, tracer_provider=provider)
+
+    return instrument
+
+
 def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
     """Trace every request; export spans when configured. Returns whether export is on."""
     config: Config = app.extensions["cruddur.config"]
@@ -155,9 +168,7 @@ def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
         add_destination(app, provider, exporter, status)
     app.extensions["cruddur.tracer_provider"] = provider
     app.extensions["cruddur.tracer"] = provider.get_tracer(TRACER_NAME)
-    app.extensions["cruddur.instrument_connection"] = lambda conn: SQLite3Instrumentor.instrument_connection(
-        conn, tracer_provider=provider
-    )
+    app.extensions["cruddur.instrument_connection"] = _connection_instrumentor(provider)
 
     # Continue a W3C traceparent or an X-Ray header, whichever the caller sent, and answer with
     # `traceresponse`. These are process-wide by design of the OpenTelemetry API.

@@ -89,11 +89,29 @@ class CountingUDPEmitter(UDPEmitter):
         self._socket.sendto(data.encode("utf-8"), (self._ip, self._port))
 
 
+DATABASE_TYPES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
+
+
+def sql_block(attributes, database_url: str = "", database_user: str = "") -> dict:
+    """X-Ray's `sql` of a statement span: the query with its placeholders (values are never in it),
+    the database type, and the app's database URL and user, without the password."""
+    system = attributes.get("db.system")
+    sql = {"sanitized_query": attributes["db.statement"], "database_type": DATABASE_TYPES.get(system, system)}
+    if database_url:
+        sql["url"] = database_url
+    if database_user:
+        sql["user"] = database_user
+    return sql
+
+
 class SubsegmentProcessor(SpanProcessor):
     """Mirrors the request's non-server spans as subsegments of its sampled X-Ray segment."""
 
-    def __init__(self, recorder: AWSXRayRecorder):
+    def __init__(self, recorder: AWSXRayRecorder, database_url: str = "", database_user: str = ""):
         self.recorder = recorder
+        # The connection instrumentation puts no server address on its spans; the app has one database.
+        self.database_url = database_url
+        self.database_user = database_user
         self._open: dict[int, Subsegment] = {}
 
     def on_start(self, span: Span, parent_context=None) -> None:
@@ -127,9 +145,7 @@ class SubsegmentProcessor(SpanProcessor):
             else:
                 subsegment.put_metadata(key, value if isinstance(value, str | int | float | bool) else list(value))
         if "db.statement" in attributes:
-            subsegment.set_sql(
-                {"sanitized_query": attributes["db.statement"], "database_type": attributes.get("db.system")}
-            )
+            subsegment.set_sql(sql_block(attributes, self.database_url, self.database_user))
         if span.status.status_code is StatusCode.ERROR:
             subsegment.add_fault_flag()
         subsegment.close(span.end_time / 1e9)
@@ -300,9 +316,11 @@ def init_app(app: Flask) -> bool:
     app.after_request(containment.hook(_answer_header(recorder), "X-Ray response header", lambda r: r))
     ContainedXRayMiddleware(app, recorder, containment)
     app.before_request(containment.hook(_adopt_span_id(recorder), "X-Ray segment id"))
-    app.extensions["cruddur.tracer_provider"].add_span_processor(
-        ContainedSpanProcessor(SubsegmentProcessor(recorder), containment)
+    database = app.extensions.get("cruddur.database")
+    subsegments = SubsegmentProcessor(
+        recorder, database.redacted if database else "", database.user if database else ""
     )
+    app.extensions["cruddur.tracer_provider"].add_span_processor(ContainedSpanProcessor(subsegments, containment))
     app.extensions["cruddur.xray"] = recorder
     register(app, status)
     return announce(log, status)

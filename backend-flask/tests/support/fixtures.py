@@ -7,6 +7,9 @@
 - ``stand_ins``: all four stand-ins for a module's app server, with ``env`` pointing an app at them.
 - ``app_server_factory``: ``app_server_factory(env, workers=1, **kwargs)`` starts an ``AppServer``
   logging under the test's tmp_path; every server it started is stopped at teardown.
+- ``postgres_server``: the PostgreSQL server of the session (see tests/support/postgres.py);
+  ``postgres_url``: a new database on it for one test, dropped afterwards;
+  ``postgres_cluster``: a private cluster on a random port that a test may stop and start.
 """
 
 from types import SimpleNamespace
@@ -16,6 +19,7 @@ import pytest
 from tests.support.app_server import AppServer
 from tests.support.moto_logs import MotoLogs, unique_log_group
 from tests.support.otlp_receiver import OTLPReceiver
+from tests.support.postgres import PostgresCluster, create_database, drop_database, find_server
 from tests.support.rollbar_receiver import RollbarReceiver
 from tests.support.xray_listener import XRayListener
 
@@ -86,3 +90,27 @@ def app_server_factory(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """Admin URL of the session's PostgreSQL server (a throwaway cluster if none is running)."""
+    url, cluster = find_server()
+    yield url
+    if cluster is not None:
+        cluster.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A new PostgreSQL database for this test; dropped at teardown."""
+    url = create_database(postgres_server)
+    yield url
+    drop_database(postgres_server, url)
+
+
+@pytest.fixture(scope="module")
+def postgres_cluster():
+    """A private PostgreSQL cluster (random port) that tests may stop and restart."""
+    with PostgresCluster() as cluster:
+        yield cluster

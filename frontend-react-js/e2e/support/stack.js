@@ -238,7 +238,7 @@ export async function startBackend({ port, frontendUrl, dbDir, env = {} }) {
       DATABASE_URL: `sqlite:///${path.join(dbDir, 'e2e.db')}`,
       FRONTEND_URL: frontendUrl,
       BACKEND_URL: url,
-      CRUDDUR_ENV: 'test',
+      CRUDDUR_ENV: 'development', // seeds the new database: the pages have content
       ...env,
     },
   });
