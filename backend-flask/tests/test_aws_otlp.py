@@ -26,6 +26,12 @@ from tests.support.waiting import wait_for
 
 
 @pytest.fixture
+def database_url(tmp_path) -> str:
+    """Telemetry transports do not depend on the database: SQLite only (not both databases)."""
+    return f"sqlite:///{tmp_path / 'cruddur.db'}"
+
+
+@pytest.fixture
 def aws_endpoint(monkeypatch, tmp_path):
     """The stand-in, with botocore's resolution pointed at it and at nothing else."""
     with AWSOTLPEndpoint() as endpoint:

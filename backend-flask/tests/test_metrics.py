@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import urllib.request
 
+import pytest
+
 from cruddur import create_app
 from cruddur.config import Config
 from tests.support.waiting import wait_for
@@ -11,6 +13,12 @@ from tests.support.waiting import wait_for
 DURATION = "http.server.request.duration"
 ACTIVE = "http.server.active_requests"
 HOME = "/api/activities/home"
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:
+    """Telemetry transports do not depend on the database: SQLite only (not both databases)."""
+    return f"sqlite:///{tmp_path / 'cruddur.db'}"
 
 
 def duration_points(receiver, route=None):
