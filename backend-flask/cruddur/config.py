@@ -13,6 +13,7 @@ REPO_DIR = BACKEND_DIR.parent
 # Every variable the app itself reads (the SDKs also read their standard OTEL_* and AWS_* variables).
 ENV_VARS = (
     "CRUDDUR_ENV",
+    "CRUDDUR_TELEMETRY",
     "DATABASE_URL",
     "CRUDDUR_USER_HANDLE",
     "FRONTEND_URL",
@@ -37,6 +38,7 @@ ENV_VARS = (
 )
 
 ENVIRONMENTS = ("development", "test", "production")
+TELEMETRY_SWITCH = ("on", "off")
 HONEYCOMB_ENDPOINT = "https://api.honeycomb.io"
 
 
@@ -73,6 +75,8 @@ class Config:
     """Settings of one app instance; `Config.from_env()` reads them, tests pass their own."""
 
     env: str = "development"
+    # "off": no trace context, no traceresponse, no integration (the benchmark's baseline).
+    telemetry: str = "on"
     database_url: str = ""
     user_handle: str = "andrewbrown"
     frontend_url: str = "http://localhost:3000"
@@ -117,6 +121,9 @@ class Config:
         env = get("CRUDDUR_ENV", "development")
         if env not in ENVIRONMENTS:
             raise ValueError(f"CRUDDUR_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+        telemetry = get("CRUDDUR_TELEMETRY", "on").lower()
+        if telemetry not in TELEMETRY_SWITCH:
+            raise ValueError(f"CRUDDUR_TELEMETRY must be on or off, not {telemetry!r}")
         headers = _parse_headers(get("OTEL_EXPORTER_OTLP_HEADERS"))
         endpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT")
         honeycomb_key = get("HONEYCOMB_API_KEY")
@@ -125,6 +132,7 @@ class Config:
             headers.setdefault("x-honeycomb-team", honeycomb_key)
         return cls(
             env=env,
+            telemetry=telemetry,
             database_url=get("DATABASE_URL"),
             user_handle=get("CRUDDUR_USER_HANDLE", "andrewbrown"),
             frontend_url=get("FRONTEND_URL", "http://localhost:3000").rstrip("/"),
@@ -146,6 +154,11 @@ class Config:
             rollbar_endpoint=get("ROLLBAR_ENDPOINT"),
             rollbar_environment=get("ROLLBAR_ENVIRONMENT"),  # empty: CRUDDUR_ENV
         )
+
+    @property
+    def telemetry_on(self) -> bool:
+        """Whether the app traces requests and may run integrations (CRUDDUR_TELEMETRY, default on)."""
+        return self.telemetry != "off"
 
     @property
     def traces_url(self) -> str:

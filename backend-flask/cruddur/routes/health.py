@@ -16,4 +16,12 @@ def health_check():
         name: integration.status()
         for name, integration in current_app.extensions.get("cruddur.integrations", {}).items()
     }
-    return jsonify({"success": True, "version": config().code_version, "env": config().env, "integrations": status})
+    return jsonify(
+        {
+            "success": True,
+            "version": config().code_version,
+            "env": config().env,
+            "telemetry": config().telemetry,
+            "integrations": status,
+        }
+    )
