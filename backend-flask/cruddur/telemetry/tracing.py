@@ -21,6 +21,7 @@ from opentelemetry.instrumentation.propagators import (
 )
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
 from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -259,7 +260,9 @@ def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
     # `traceresponse`. These are process-wide by design of the OpenTelemetry API.
     propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), XRayRootPropagator()]))
     set_global_response_propagator(TraceResponsePropagator())
-    FlaskInstrumentor().instrument_app(app, tracer_provider=provider)
+    # The app exports no metrics: the instrumentor's request counter and duration histogram would
+    # be recorded on the API's proxy instruments and thrown away. No-op instruments cost less.
+    FlaskInstrumentor().instrument_app(app, tracer_provider=provider, meter_provider=NoOpMeterProvider())
     # Outgoing HTTP calls made by application code. Telemetry's own calls (OTLP export, the
     # browser relay, Rollbar) run with instrumentation suppressed, so they never become spans.
     requests_instrumentor = RequestsInstrumentor()
