@@ -3,6 +3,7 @@
 python -m bench                  # every configuration, 5 interleaved repeats (make bench)
 python -m bench --smoke          # seconds: off, bare, all four and stock, once, tiny load (make bench-smoke)
 python -m bench --configs off,bare,all,stock --repeats 5 --duration 10
+python -m bench --configs bare,all --database postgresql   # the store on PostgreSQL
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ def parse_args(argv=None) -> tuple[Settings, bool]:
     parser.add_argument("--configs", type=lambda v: _names(v, CONFIGS), default=defaults.configs)
     parser.add_argument("--endpoints", type=lambda v: _names(v, tuple(ENDPOINTS)), default=defaults.endpoints)
     parser.add_argument("--load-tool", choices=("wrk", "python"), default="wrk")
-    parser.add_argument("--database", choices=DATABASES, default=defaults.database)
     parser.add_argument("--output-dir", type=Path, default=None)
+    parser.add_argument(
+        "--database", choices=DATABASES, default=defaults.database, help="postgresql: as the tests find it"
+    )
     args = parser.parse_args(argv)
     settings = replace(
         defaults,
@@ -52,8 +55,8 @@ def parse_args(argv=None) -> tuple[Settings, bool]:
         configs=args.configs,
         endpoints=args.endpoints,
         load_tool=args.load_tool,
-        database=args.database,
         out_dir=args.output_dir or DEFAULT_OUT,
+        database=args.database,
     )
     if args.smoke:
         configs = args.configs if args.configs != defaults.configs else ("off", "bare", "all", "stock")

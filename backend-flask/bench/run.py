@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.app_server import AppServer
+from tests.support.postgres import create_database, drop_database, find_server
 
 from .load import LoadGenerator, LoadResult
 from .probes import AppLog, Sinks, cpu_seconds, rss_mb, wait_until
@@ -42,7 +43,7 @@ INTEGRATIONS = {
 STOCK = "stock"
 STOCK_SERVICE = "backend-flask-stock"
 OUR_SERVICE = "backend-flask"
-DATABASES = ("sqlite",)
+DATABASES = ("sqlite", "postgresql")
 NEW_CRUD = json.dumps({"message": "Benchmarking the cost of telemetry, one crud at a time.", "ttl": "7-days"})
 # name: (method, path, body)
 ENDPOINTS = {
@@ -70,7 +71,7 @@ class Settings:
     endpoints: tuple[str, ...] = tuple(ENDPOINTS)
     out_dir: Path = Path("bench-output")
     load_tool: str = "wrk"
-    database: str = "sqlite"  # one of DATABASES
+    database: str = "sqlite"  # or "postgresql": a new database per server, on the tests' server
 
 
 @dataclass
@@ -132,12 +133,13 @@ def request_json(url: str, method: str = "GET", body: str = "") -> dict | list:
 class Server:
     """One configuration's gunicorn (one worker), its log, and what the benchmark measured on it."""
 
-    def __init__(self, config: str, sinks: Sinks | None, settings: Settings):
+    def __init__(self, config: str, sinks: Sinks | None, settings: Settings, database_url: str = ""):
         self.config = config
         self.on = INTEGRATIONS[config]
         self.settings = settings
+        env = app_env(config, sinks) | ({"DATABASE_URL": database_url} if database_url else {})
         self.app = AppServer(
-            app_env(config, sinks),
+            env,
             workers=1,
             log_dir=settings.out_dir / "logs" / config,
             app="bench.stock_app:build()" if config == STOCK else "app:app",
@@ -276,6 +278,7 @@ def loss_checks(servers: list[Server], sinks: Sinks | None) -> dict:
         sent = sum(s.health["xray"]["sent"] for s in xray)
         actual = stats["xray_documents"] - stock_segments
         checks.append(_check("X-Ray: documents received == documents the apps sent", sent, actual))
+        checks.append(_check("X-Ray: documents the stand-in refused (X-Ray's rules)", 0, stats["xray_rejected"]))
         served = sum(s.log.access_total for s in xray)
         segments = stats["segments_by_name"].get(OUR_SERVICE, 0)
         totals["xray_sampled_share"] = round(segments / served, 3) if served else None
@@ -322,9 +325,13 @@ def run(settings: Settings, log=print) -> dict:
     needs_sinks = any(INTEGRATIONS[c] for c in settings.configs)
     sinks = Sinks() if needs_sinks else None
     servers: list[Server] = []
+    postgres, cluster = find_server() if settings.database == "postgresql" else (None, None)
+    databases: list[str] = []
     try:
         for config in settings.configs:
-            server = Server(config, sinks, settings)
+            if postgres:
+                databases.append(create_database(postgres, "cruddur_bench"))
+            server = Server(config, sinks, settings, databases[-1] if postgres else "")
             servers.append(server)
             server.start()
         log(f"  {len(servers)} servers up and warm ({time.monotonic() - started:.0f} s)")
@@ -347,6 +354,10 @@ def run(settings: Settings, log=print) -> dict:
             server.stop()
         if sinks is not None:
             sinks.stop()
+        for database in databases:
+            drop_database(postgres, database)
+        if cluster is not None:
+            cluster.destroy()
     return {
         "meta": {
             "commit": _git_commit(),

@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask
 from flask_cors import CORS
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import errors, logs, store
 from .config import Config
@@ -28,7 +29,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     logs.init_app(app)
     errors.init_app(app)
-    store.init_app(app, config.database_path, config.user_handle)
+    store.init_app(app, config)
     CORS(
         app,
         resources={r"/api/*": {"origins": [config.frontend_url, config.backend_url]}},
@@ -45,6 +46,8 @@ def create_app(config: Config | None = None) -> Flask:
         from .telemetry import switched_off
 
         switched_off(app)
+    if config.trusted_proxies:  # outside tracing, so spans, logs and rate limits see the real client
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies, x_proto=0)
     # Outermost WSGI layer, so no instrumentation ever sees a credential in a URL.
     app.wsgi_app = RedactQueryMiddleware(app.wsgi_app)
     log.info(

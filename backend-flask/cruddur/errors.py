@@ -11,6 +11,7 @@ from werkzeug.exceptions import (
     HTTPException,
     InternalServerError,
     RequestEntityTooLarge,
+    ServiceUnavailable,
     UnsupportedMediaType,
 )
 
@@ -41,6 +42,16 @@ class BadBody(HTTPException):
     def __init__(self, description: str, codes: list[str] | None = None):
         super().__init__(description)
         self.codes = codes or ["invalid_body"]
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """503 while the database cannot be reached, with Retry-After; never the driver's message."""
+
+    description = "The database is unavailable. Try again shortly."
+
+    def __init__(self, retry_after: int = 5):
+        super().__init__(retry_after=retry_after)
+        self.codes = ["database_unavailable"]
 
 
 class ApiJSONProvider(DefaultJSONProvider):

@@ -14,7 +14,10 @@ from .telemetry.status import RateLimitFilter
 ACCESS_LOGGER = "cruddur.access"
 # Libraries that log a line (often with a traceback) per failed export or poll: at most one line
 # per kind per minute reaches the handlers, so a vendor outage cannot flood the logs.
-NOISY_LOGGER_PREFIXES = ("opentelemetry", "aws_xray_sdk", "watchtower", "botocore", "urllib3", "rollbar")
+NOISY_LOGGER_PREFIXES = ("opentelemetry", "aws_xray_sdk", "watchtower", "botocore", "urllib3", "rollbar", "psycopg")
+# Their messages can quote what a caller sent (the OpenTelemetry SDK logs a malformed `tracestate`
+# member whole): no more than this reaches a sink.
+MAX_LIBRARY_MESSAGE_CHARS = 300
 
 # Attributes every LogRecord has; anything else passed with `extra=` goes into the JSON line.
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -57,6 +60,30 @@ class TraceContextFilter(logging.Filter):
         return True
 
 
+class LibraryRecordFilter(logging.Filter):
+    """Library records: rate-limited (RateLimitFilter) and their message bounded; others pass.
+
+    The verdict is kept on the record, so every handler (stdout, CloudWatch) lets the same lines through.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._rate_limit = RateLimitFilter(NOISY_LOGGER_PREFIXES)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep or drop the record, the same way for every handler."""
+        verdict = record.__dict__.get("_cruddur_verdict")
+        if verdict is None:
+            verdict = self._rate_limit.filter(record)
+            if verdict and record.name.startswith(NOISY_LOGGER_PREFIXES):
+                message = record.getMessage()
+                if len(message) > MAX_LIBRARY_MESSAGE_CHARS:
+                    record.msg = f"{message[:MAX_LIBRARY_MESSAGE_CHARS]}... [{len(message)} characters]"
+                    record.args = None
+            record._cruddur_verdict = verdict
+        return verdict
+
+
 class StdoutHandler(logging.StreamHandler):
     """Writes to whatever sys.stdout is at the time (test runners and servers swap it)."""
 
@@ -83,7 +110,7 @@ def configure(level: int = logging.INFO) -> logging.Handler:
     handler._cruddur = True
     handler.setFormatter(JsonFormatter())
     handler.addFilter(TraceContextFilter())
-    handler.addFilter(RateLimitFilter(NOISY_LOGGER_PREFIXES))
+    handler.addFilter(LibraryRecordFilter())
     root.addHandler(handler)
     root.setLevel(level)
     return handler

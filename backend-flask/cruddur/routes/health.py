@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from ..store import database_state
 from . import config
 
 bp = Blueprint("health", __name__)
@@ -11,7 +12,7 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/api/health-check")
 def health_check():
-    """Liveness plus the state of each telemetry integration (no secrets)."""
+    """Liveness, whether the database answers ("ok" or "unavailable"), and each integration (no secrets)."""
     status = {
         name: integration.status()
         for name, integration in current_app.extensions.get("cruddur.integrations", {}).items()
@@ -22,6 +23,7 @@ def health_check():
             "version": config().code_version,
             "env": config().env,
             "telemetry": config().telemetry,
+            "database": database_state(),
             "integrations": status,
         }
     )

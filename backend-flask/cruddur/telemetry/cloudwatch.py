@@ -28,7 +28,7 @@ from flask import Flask
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from ..config import Config
-from ..logs import JsonFormatter, TraceContextFilter
+from ..logs import JsonFormatter, LibraryRecordFilter, TraceContextFilter
 from .shutdown import on_shutdown
 from .status import IntegrationStatus, RateLimitedWarning, announce, register
 
@@ -94,6 +94,7 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         )
         self.setFormatter(JsonFormatter())
         self.addFilter(_not_aws_sdk)
+        self.addFilter(LibraryRecordFilter())
         self.addFilter(TraceContextFilter())
         status.set_queue_probe(self.queued)
 

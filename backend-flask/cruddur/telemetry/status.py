@@ -27,6 +27,7 @@ class IntegrationStatus:
         self.failed = 0
         self.last_error_at: float | None = None
         self.last_error: str | None = None
+        self.counts: dict[str, int] = {}
 
     def set_queue_probe(self, queued: Callable[[], int]) -> None:
         """Tell the status how to read the integration's current queue length."""
@@ -49,6 +50,11 @@ class IntegrationStatus:
             self.last_error_at = time.time()
             self.last_error = error if isinstance(error, str) else type(error).__name__
 
+    def count(self, name: str, n: int = 1) -> None:
+        """Add `n` to an integration-specific counter, shown in `status()` under `name` (0 declares it)."""
+        with self._lock:
+            self.counts[name] = self.counts.get(name, 0) + n
+
     def status(self) -> dict:
         """A JSON-ready snapshot."""
         queued = 0
@@ -69,6 +75,7 @@ class IntegrationStatus:
                 "last_error_at": (
                     datetime.fromtimestamp(self.last_error_at, UTC).isoformat() if self.last_error_at else None
                 ),
+                **self.counts,
             }
 
 

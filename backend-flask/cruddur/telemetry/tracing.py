@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 import sys
 from contextlib import contextmanager
 
@@ -36,8 +37,10 @@ from opentelemetry.trace import NonRecordingSpan
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ..config import Config
+from .containment import ContainedSpanProcessor, Containment
 from .otlp_wire import WireOTLPSpanExporter
 from .propagation import RootAdoptingIdGenerator, XRayRootPropagator
+from .sampling import build_sampler
 from .shutdown import on_shutdown
 from .status import IntegrationStatus, announce, register
 
@@ -210,7 +213,12 @@ def build_provider(config: Config) -> TracerProvider:
     )
     # Our shutdown path flushes within gunicorn's graceful timeout; the SDK's own atexit hook
     # would wait up to 30 s per processor.
-    return LeanTracerProvider(resource=resource, id_generator=RootAdoptingIdGenerator(), shutdown_on_exit=False)
+    return LeanTracerProvider(
+        resource=resource,
+        id_generator=RootAdoptingIdGenerator(),
+        sampler=build_sampler(config.traces_sampler, config.traces_sampler_arg),
+        shutdown_on_exit=False,
+    )
 
 
 def _exporter(config: Config) -> tuple[SpanExporter | None, str]:
@@ -226,14 +234,18 @@ def _exporter(config: Config) -> tuple[SpanExporter | None, str]:
 
 def _connection_instrumentor(provider: TracerProvider):
     def instrument(conn):
-        """SQL statements as spans of the request, when anything reads spans.
+        """Every statement of this connection becomes a span (the maintained instrumentations), if read.
 
         Connections open on a thread's first request, after create_app has added every span
         processor; with none, a statement's span would be built and thrown away.
         """
         if isinstance(provider, LeanTracerProvider) and not provider.spans_consumed:
             return conn
-        return SQLite3Instrumentor.instrument_connection(conn, tracer_provider=provider)
+        if isinstance(conn, sqlite3.Connection):
+            return SQLite3Instrumentor.instrument_connection(conn, tracer_provider=provider)
+        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor  # imports psycopg: PostgreSQL only
+
+        return PsycopgInstrumentor.instrument_connection(conn, tracer_provider=provider)
 
     return instrument
 
@@ -248,7 +260,7 @@ def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
         processor = CountingBatchSpanProcessor(
             CountingExporter(exporter, status), max_queue_size=config.span_queue_size
         )
-        provider.add_span_processor(processor)
+        provider.add_span_processor(ContainedSpanProcessor(processor, Containment(status, log)))
         # BatchSpanProcessor.shutdown() takes no timeout (it would wait 30 s on a blackholed
         # endpoint); its inner batch processor does.
         on_shutdown(app, 10, "opentelemetry", lambda seconds: processor._batch_processor.shutdown(int(seconds * 1000)))

@@ -102,7 +102,7 @@ class Sinks:
         }
 
     def summary(self):
-        """Counts of what arrived: spans, segments, Rollbar items, log events, requests per mode."""
+        """Counts of what arrived: spans, segments, refused X-Ray documents, Rollbar items, log events, requests."""
         spans = self.otlp.spans()
         segments = self.xray.segments()
         groups = {}
@@ -121,6 +121,7 @@ class Sinks:
             "segments": len(segments),
             "segments_by_name": dict(Counter(d.get("name", "") for d in segments)),
             "xray_documents": len(self.xray.documents()),
+            "xray_rejected": self.xray.rejected_count,
             "rollbar_items": self.rollbar.item_count,
             "log_events": sum(v for v in groups.values() if isinstance(v, int)),
             "log_events_by_group": groups,
