@@ -37,11 +37,32 @@ def create_app(config: Config | None = None) -> Flask:
         expose_headers=CORS_EXPOSE_HEADERS,
         max_age=600,
     )
-    for blueprint in (activities.bp, messages.bp, health.bp, rollbar_test.bp, telemetry.bp):
+    for blueprint in (activities.bp, messages.bp, health.bp, rollbar_test.bp):
         app.register_blueprint(blueprint)
+    if config.telemetry_on:
+        app.register_blueprint(telemetry.bp)
+        _init_telemetry(app)
+    else:
+        from .telemetry import switched_off
 
-    # Integrations, one module each; each installs nothing when its variable is unset.
-    # Order: tracing first (the others read its trace ids).
+        switched_off(app)
+    if config.trusted_proxies:  # outside tracing, so spans, logs and rate limits see the real client
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies, x_proto=0)
+    # Outermost WSGI layer, so no instrumentation ever sees a credential in a URL.
+    app.wsgi_app = RedactQueryMiddleware(app.wsgi_app)
+    log.info(
+        "cruddur started",
+        extra={"env": config.env, "version": config.code_version, "telemetry": config.telemetry},
+    )
+    return app
+
+
+def _init_telemetry(app: Flask) -> None:
+    """Integrations, one module each; each installs nothing when its variable is unset.
+
+    Order: tracing first (the others read its trace ids).
+    """
+    config: Config = app.extensions["cruddur.config"]
     from .telemetry import metrics, relay, shutdown, tracing
 
     # Each transport is its own module, imported only when chosen: in otlp mode neither the X-Ray
@@ -64,9 +85,3 @@ def create_app(config: Config | None = None) -> Flask:
     rollbar.init_app(app)
     xray.init_app(app)
     shutdown.init_app(app)
-    if config.trusted_proxies:  # outside tracing, so spans, logs and rate limits see the real client
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies, x_proto=0)
-    # Outermost WSGI layer, so no instrumentation ever sees a credential in a URL.
-    app.wsgi_app = RedactQueryMiddleware(app.wsgi_app)
-    log.info("cruddur started", extra={"env": config.env, "version": config.code_version})
-    return app

@@ -22,6 +22,7 @@ def health_check():
             "success": True,
             "version": config().code_version,
             "env": config().env,
+            "telemetry": config().telemetry,
             "database": database_state(),
             "integrations": status,
         }

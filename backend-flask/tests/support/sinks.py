@@ -25,6 +25,7 @@ import json
 import signal
 import sys
 import threading
+from collections import Counter
 
 from tests.support.aws_otlp_endpoint import AWSOTLPEndpoint
 from tests.support.faulty_http import MODES, BadRequest, FaultyHTTPServer, Response
@@ -115,6 +116,7 @@ class Sinks:
     def summary(self):
         """Counts of what arrived: spans, segments, refused X-Ray documents, Rollbar items, log events, requests."""
         spans = self.otlp.spans()
+        segments = self.xray.segments()
         groups = {}
         try:
             for group in self.moto.log_groups():
@@ -124,7 +126,12 @@ class Sinks:
         return {
             "spans": len(spans),
             "server_spans": sum(1 for s in spans if s["kind"] == "SERVER"),
-            "segments": len(self.xray.segments()),
+            "spans_by_service": dict(Counter(s["resource"].get("service.name", "") for s in spans)),
+            "server_spans_by_service": dict(
+                Counter(s["resource"].get("service.name", "") for s in spans if s["kind"] == "SERVER")
+            ),
+            "segments": len(segments),
+            "segments_by_name": dict(Counter(d.get("name", "") for d in segments)),
             "xray_documents": len(self.xray.documents()),
             "xray_rejected": self.xray.rejected_count,
             "rollbar_items": self.rollbar.item_count,
