@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -109,10 +110,15 @@ def test_two_gunicorn_workers_each_export_their_own_series(app_server_factory, o
         {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint, "OTEL_METRIC_EXPORT_INTERVAL": "500"}, workers=2
     )
     workers = server.wait_for_workers()
-    sent = 40
-    for _ in range(sent):
+    sent = 80
+
+    def get(_):
         with urllib.request.urlopen(server.url + HOME, timeout=10) as response:
-            assert response.status == 200
+            return response.status
+
+    # Concurrent clients, so that both workers take requests from the shared socket.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert set(pool.map(get, range(sent))) == {200}
 
     def instances():
         found = {p["resource"]["service.instance.id"] for p in duration_points(otlp_receiver, HOME)}
