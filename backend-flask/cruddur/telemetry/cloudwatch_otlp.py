@@ -32,11 +32,11 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
 from ..config import Config
-from ..logs import NOISY_LOGGER_PREFIXES, JsonFormatter, TraceContextFilter
+from ..logs import JsonFormatter, LibraryRecordFilter, TraceContextFilter
 from .aws_otlp import LOGS_SIGNING_NAME, quiet_signature_logging, resolve, signed_session
 from .delivery import BoundedSender, RetryLater, retry_after_seconds
 from .shutdown import on_shutdown
-from .status import IntegrationStatus, RateLimitFilter, announce, register
+from .status import IntegrationStatus, announce, register
 
 log = logging.getLogger(__name__)
 NAME = "cloudwatch"
@@ -216,8 +216,8 @@ class OTLPLogHandler(logging.Handler):
         self.status = status
         self.setFormatter(JsonFormatter())
         self.addFilter(_not_excluded)
+        self.addFilter(LibraryRecordFilter())  # the same library lines as stdout, rate-limited and bounded
         self.addFilter(TraceContextFilter())
-        self.addFilter(RateLimitFilter(NOISY_LOGGER_PREFIXES))
 
     def emit(self, record: logging.LogRecord) -> None:
         """Queue `(time, level, fields of the JSON line)`."""
