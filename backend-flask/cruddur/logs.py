@@ -9,7 +9,7 @@ import time
 
 from flask import Flask, g, request
 
-from .telemetry.status import RateLimitFilter
+from .telemetry.ratelimit import RateLimitFilter
 
 ACCESS_LOGGER = "cruddur.access"
 # Libraries that log a line (often with a traceback) per failed export or poll: at most one line
@@ -73,6 +73,13 @@ class StdoutHandler(logging.StreamHandler):
         pass
 
 
+def _equip(handler: logging.Handler, rate_limit: RateLimitFilter) -> logging.Handler:
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(TraceContextFilter())
+    handler.addFilter(rate_limit)
+    return handler
+
+
 def configure(level: int = logging.INFO) -> logging.Handler:
     """Send the root logger to stdout as JSON lines (once per process)."""
     root = logging.getLogger()
@@ -81,12 +88,19 @@ def configure(level: int = logging.INFO) -> logging.Handler:
             return handler
     handler = StdoutHandler()
     handler._cruddur = True
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(TraceContextFilter())
-    handler.addFilter(RateLimitFilter(NOISY_LOGGER_PREFIXES))
-    root.addHandler(handler)
+    handler._cruddur_rate_limit = RateLimitFilter(NOISY_LOGGER_PREFIXES)
+    root.addHandler(_equip(handler, handler._cruddur_rate_limit))
     root.setLevel(level)
     return handler
+
+
+def prepare(handler: logging.Handler) -> logging.Handler:
+    """Give another handler what the stdout one has: the JSON line, trace ids and the rate limit.
+
+    The rate limit is the stdout handler's own filter: a record is judged once, so every
+    destination gets the same lines, with the same tracebacks stripped.
+    """
+    return _equip(handler, configure()._cruddur_rate_limit)
 
 
 def _start_timer() -> None:

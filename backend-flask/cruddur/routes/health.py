@@ -1,9 +1,11 @@
-"""Health check."""
+"""Health check and Prometheus metrics."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..telemetry import status
 from . import config
 
 bp = Blueprint("health", __name__)
@@ -11,9 +13,13 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/api/health-check")
 def health_check():
-    """Liveness plus the state of each telemetry integration (no secrets)."""
-    status = {
-        name: integration.status()
-        for name, integration in current_app.extensions.get("cruddur.integrations", {}).items()
-    }
-    return jsonify({"success": True, "version": config().code_version, "env": config().env, "integrations": status})
+    """Liveness plus the state of each telemetry integration, for the whole instance (no secrets)."""
+    settings = config()
+    body = {"success": True, "version": settings.code_version, "env": settings.env}
+    return jsonify(body | {"integrations": status.snapshot(current_app)})
+
+
+@bp.get("/metrics")
+def metrics():
+    """The integrations' counters in the Prometheus text format, for the whole instance."""
+    return Response(status.exposition(current_app), content_type=CONTENT_TYPE_LATEST)

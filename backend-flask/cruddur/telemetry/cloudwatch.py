@@ -1,24 +1,40 @@
 """CloudWatch Logs: the same JSON log lines as stdout, shipped by watchtower when CLOUDWATCH_LOG_GROUP is set.
 
-watchtower 3.4 as shipped does not fit a web worker: its constructor builds the boto3 client (which
-resolves credentials, possibly from instance metadata) and describes/creates the log group, so an
-unreachable endpoint blocks or breaks startup; its per-stream queue is unbounded; a failed batch is
-retried five times back to back, each failure reported through `warnings`; and `close()` waits up to
-30 s per queue; and its sender wakes up for every log event. The subclass below keeps watchtower's
-handler, formatting and batch limits (size, count, interval, FLUSH/END sentinels) and replaces exactly
-those parts.
+watchtower does the work: its sender thread batches by count, size and interval (its
+`_dequeue_batch`), and its `_submit_batch` sorts a batch, calls PutLogEvents and creates this
+worker's log stream when CloudWatch says it is missing. Its constructor options set the limits
+(`send_interval`, `max_batch_count`, `max_batch_size`), hand it a client (`boto3_client`) and keep
+the network out of the constructor (`create_log_group=False`; the group is created on the sender
+thread instead, and `log_group_retention_days` is left unset because it too calls AWS there).
+
+What its options cannot say, and so what this module adds (each pinned by tests/test_cloudwatch.py):
+
+- `_LazyClient`: the client is built on first use, on the sender thread. Building one loads
+  botocore's service model (~60 ms holding the GIL) and resolves credentials, which may ask the
+  instance metadata service: not on the startup path.
+- `_BatchQueue`, given to watchtower's sender in place of its unbounded `queue.Queue`: bounded
+  (full means dropped and counted), and it wakes the sender only for a full batch or a FLUSH/END
+  marker. watchtower's sender otherwise wakes for every record and competes for the GIL with the
+  request that logged it; without the wake-up it still collects everything queued when its
+  interval is up, so a line leaves within two intervals.
+- `emit`: starts that queue and watchtower's sender for this process's one stream on the first
+  record, and counts records that arrive after shutdown.
+- `_submit_batch`: one retry instead of five back to back (two attempts: the first put to a new
+  stream fails until watchtower has created it), and every event counted once as sent or dropped.
+- `flush(timeout)`: watchtower's waits a fixed 30 s and says nothing; this one is bounded and says
+  whether everything went out. `shutdown(timeout)` is the bounded `close()`, counting what is left.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import queue
 import socket
+import sys
 import threading
 import time
-from operator import itemgetter
+import warnings
+from collections.abc import Callable
 
 import boto3
 import watchtower
@@ -28,9 +44,10 @@ from flask import Flask
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from ..config import Config
-from ..logs import JsonFormatter, TraceContextFilter
+from ..logs import prepare
+from .ratelimit import RateLimitedWarning
 from .shutdown import on_shutdown
-from .status import IntegrationStatus, RateLimitedWarning, announce, register
+from .status import IntegrationStatus, announce, register
 
 log = logging.getLogger(__name__)
 NAME = "cloudwatch"
@@ -41,21 +58,21 @@ QUEUE_CAPACITY = 10_000
 # PutLogEvents limits: 10,000 events and 1,048,576 bytes (UTF-8 messages + 26 bytes each) per call.
 MAX_BATCH_COUNT = 10_000
 MAX_BATCH_BYTES = 1_048_576
-SEND_INTERVAL_SECONDS = 5
+SEND_INTERVAL_SECONDS = 2.5  # a line leaves within two intervals (see _BatchQueue)
+# watchtower attempts per batch: a missing stream is created after the first attempt fails.
+SUBMIT_ATTEMPTS = 2
 # botocore's defaults (60 s connect and read timeouts, several retries) would hold the sender for
 # minutes per batch on a blackholed endpoint while the queue fills; fail fast and drop instead.
 BOTO_CONFIG = BotoConfig(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 2})
-# logging.shutdown() calls flush() and close() on every handler at interpreter exit; when the app's
-# own shutdown flush did not run first, these bound how long that may take.
+# flush() when no timeout is given (logging.shutdown() calls it at interpreter exit).
 FLUSH_TIMEOUT_SECONDS = 5.0
-CLOSE_TIMEOUT_SECONDS = 2.0
 
 # Records of these loggers are never shipped: the SDK and HTTP stack log while we send (a loop that
 # feeds itself), and this module's warnings are about CloudWatch being unreachable (stdout only).
 EXCLUDED_LOGGERS = ("watchtower", "botocore", "boto3", "urllib3", "s3transfer", __name__)
-# create_log_* answers that mean "go on": it exists, someone else is creating it, or the role may
-# write to the group but not create it (then create_log_stream or put says whether it exists).
-_CREATE_OK = {"ResourceAlreadyExistsException", "OperationAbortedException"}
+# create_log_group answers that mean "go on": it exists, someone else is creating it, or the role
+# may write to the group but not create it (then the first put says whether it exists).
+_CREATE_OK = {"ResourceAlreadyExistsException", "OperationAbortedException", "AccessDeniedException"}
 
 
 def _not_aws_sdk(record: logging.LogRecord) -> bool:
@@ -68,8 +85,90 @@ def _error_code(error: BaseException) -> str:
     return error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
 
 
+class _LazyClient:
+    """A CloudWatch Logs client built on first use, remembering the outcome of its last PutLogEvents."""
+
+    def __init__(self, region: str | None):
+        self._region = region
+        self._client = None
+        self._lock = threading.Lock()
+        self.last_response: dict | None = None
+        self.last_error: BaseException | None = None
+
+    def _real(self):
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = boto3.session.Session(region_name=self._region).client("logs", config=BOTO_CONFIG)
+        return self._client
+
+    def __getattr__(self, name: str):
+        return getattr(self._real(), name)
+
+    def put_log_events(self, **kwargs) -> dict:
+        """PutLogEvents, keeping its answer or error for the caller that cannot see them (watchtower)."""
+        try:
+            self.last_response = self._real().put_log_events(**kwargs)
+        except Exception as error:
+            self.last_error = error
+            raise
+        return self.last_response
+
+
+class _BatchQueue(queue.Queue):
+    """watchtower's per-stream queue, bounded, waking its sender only when a batch is due.
+
+    Records beyond `capacity` are refused and reported to `on_full` (watchtower ignores what
+    `put` returns); FLUSH and END markers are always taken. It also keeps the books for shutdown:
+    every accepted record is settled once, as sent or dropped by the sender, or written off by
+    shutdown when its time is up.
+    """
+
+    def __init__(self, capacity: int, wake_at: int, on_full: Callable[[], None]):
+        super().__init__()  # no maxsize: a marker must get in even when the queue is full of records
+        self.capacity = capacity
+        self.wake_at = wake_at
+        self.on_full = on_full
+        self.accepted = 0
+        self.settled = 0
+        self.gave_up = False
+        self.failed_late = threading.Event()  # a send failed after shutdown began
+
+    def put(self, item, block: bool = True, timeout: float | None = None) -> bool:
+        """Queue without blocking; a record beyond `capacity` is refused (False) and reported."""
+        record = isinstance(item, dict)
+        with self.mutex:
+            full = record and self._qsize() >= self.capacity
+            if not full:
+                self._put(item)
+                self.unfinished_tasks += 1
+                self.accepted += record
+                if not record or self._qsize() >= self.wake_at:
+                    self.not_empty.notify()
+        if full:
+            self.on_full()
+        return not full
+
+    def settle(self, count: int) -> bool:
+        """Book `count` records as done; False when shutdown has already written them off."""
+        with self.mutex:
+            if self.gave_up:
+                return False
+            self.settled += count
+            return True
+
+    def give_up(self) -> int:
+        """Stop the books; returns how many accepted records were never settled."""
+        with self.mutex:
+            self.gave_up = True
+            return self.accepted - self.settled
+
+
 class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
     """watchtower's handler with a bounded, counted queue and all network I/O on its sender thread."""
+
+    # Used by watchtower's close() when the app's own shutdown did not run first (interpreter exit).
+    FLUSH_TIMEOUT = 2
 
     def __init__(
         self,
@@ -78,268 +177,139 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
         status: IntegrationStatus,
         capacity: int = QUEUE_CAPACITY,
         region: str | None = None,
+        send_interval: float = SEND_INTERVAL_SECONDS,
     ):
         self.status = status
         self.capacity = capacity
-        self.stream_prefix = stream_prefix
         self._warning = RateLimitedWarning(log)
+        self._client = _LazyClient(region)
+        hostname = socket.gethostname().replace(":", "_").replace("*", "_")  # not allowed in stream names
         super().__init__(
             log_group_name=log_group,
-            send_interval=SEND_INTERVAL_SECONDS,
+            log_stream_name=f"{stream_prefix}/{hostname}/{{process_id}}",  # one stream per worker
+            send_interval=send_interval,
             max_batch_size=MAX_BATCH_BYTES,
             max_batch_count=MAX_BATCH_COUNT,
-            # Not a client: a factory, called on the sender thread (see `cwl_client`).
-            boto3_client=lambda: boto3.session.Session(region_name=region).client("logs", config=BOTO_CONFIG),
-            create_log_group=False,  # done by the sender thread before its first batch
+            boto3_client=self._client,
+            create_log_group=False,  # on the sender thread instead (_send_loop)
         )
-        self.setFormatter(JsonFormatter())
+        prepare(self)
         self.addFilter(_not_aws_sdk)
-        self.addFilter(TraceContextFilter())
         status.set_queue_probe(self.queued)
 
-    # watchtower's __init__ assigns `cwl_client`; we keep the factory and build the client on first use,
-    # which happens on the sender thread, so credential resolution never runs on the startup path.
-    @property
-    def cwl_client(self):
-        """The boto3 CloudWatch Logs client (built on first use)."""
-        if self._client is None:
-            self._client = self._make_client()
-        return self._client
-
-    @cwl_client.setter
-    def cwl_client(self, factory) -> None:
-        self._make_client, self._client = factory, None
-
-    def _init_state(self) -> None:
-        # Also runs in a forked child (`_at_fork_reinit`): the parent's queue and thread are not ours.
-        super()._init_state()
-        self._queue: queue.Queue | None = None
-        self._client = None  # a boto3 client's connection pool must not cross a fork either
-        self._sender_ident: int | None = None
-        self._stream_ready = False
-        # Every accepted event is settled exactly once: sent, rejected or failed by the sender, or
-        # written off by shutdown() when its time is up (the lock decides who counts a late batch).
-        self._accepted = 0
-        self._settled = 0
-        self._settle_lock = threading.Lock()
-        self._gave_up = False
-        self._failed_late = threading.Event()  # a send failed after shutdown() began
-        self._wake = threading.Event()  # the sender sleeps on this, not on the queue (see _dequeue_batch)
+    def _events(self) -> _BatchQueue | None:
+        # watchtower keeps one queue per stream name in `queues`; this handler has one stream.
+        return next(iter(self.queues.values()), None)
 
     def queued(self) -> int:
         """Events waiting to be sent."""
-        return self._queue.qsize() if self._queue is not None else 0
+        events = self._events()
+        return events.qsize() if events is not None else 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Format on the caller's thread (trace ids are there) and enqueue; never blocks, never raises."""
-        if threading.get_ident() == self._sender_ident:
-            return  # whatever logs on the sender thread (credential providers...) would feed itself
-        try:
-            if self.shutting_down:
-                self.status.record_dropped()
-                return
-            event = {"timestamp": int(record.created * 1000), "message": self.format(record)}
-            if self._size(event) > self.max_message_size:
-                event = self._truncate(event, self.max_message_size - self.EXTRA_MSG_PAYLOAD_SIZE)
-            if self._queue is None:
-                self._start_sender()
-            self._queue.put_nowait(event)
-            self._accepted += 1  # under the handler lock
-            if self._queue.unfinished_tasks >= self._wake_at and not self._wake.is_set():
-                self._wake.set()  # a full batch is waiting: send it before the interval is up
-        except queue.Full:
+        """watchtower's emit (format on the caller's thread, where the trace ids are, and queue); never blocks."""
+        # watchtower drops these silently: after shutdown, and while its sender creates the stream.
+        if self.shutting_down or self.creating_log_stream:
             self.status.record_dropped()
-            self._warning.warn("CloudWatch Logs queue is full (%d events): dropping log events", self.capacity)
-        except Exception as error:
-            self.status.record_error(error)
-            self._warning.warn("CloudWatch Logs handler failed (%s: %s)", type(error).__name__, error)
+            return
+        if not self.queues:
+            self._start_sender(self._get_stream_name(record))
+        super().emit(record)
 
-    def _start_sender(self) -> None:
-        # Called under the handler lock, in the process that logs (each gunicorn worker has its own).
-        self._queue = queue.Queue(maxsize=self.capacity)
-        hostname = socket.gethostname().replace(":", "_").replace("*", "_")  # not allowed in stream names
-        stream = f"{self.stream_prefix}/{hostname}/{os.getpid()}"
-        thread = threading.Thread(target=self._send_loop, args=(self._queue, stream), name="cloudwatch-logs")
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Count what watchtower's emit could not queue (it routes every error here); never print."""
+        error = sys.exc_info()[1]
+        self.status.record_error(error or "emit failed")
+        self._warning.warn("CloudWatch Logs handler failed (%s: %s)", type(error).__name__, error)
+
+    def _full(self) -> None:
+        self.status.record_dropped()
+        self._warning.warn("CloudWatch Logs queue is full (%d events): dropping log events", self.capacity)
+
+    def _start_sender(self, stream: str) -> None:
+        # Under the handler lock, in the process that logs (each gunicorn worker has its own).
+        events = _BatchQueue(self.capacity, min(self.max_batch_count, self.capacity // 2), self._full)
+        self.queues[stream] = events
+        thread = threading.Thread(target=self._send_loop, args=(events, stream), name="cloudwatch-logs")
         thread.daemon = True  # a blackholed endpoint must not keep the process alive; shutdown() flushes
         self.threads.append(thread)
         thread.start()
 
-    def _send_loop(self, events: queue.Queue, stream: str) -> None:
-        self._sender_ident = threading.get_ident()
+    def _send_loop(self, events: _BatchQueue, stream: str) -> None:
         # Our own HTTP calls are not application spans, whatever instrumentation is installed.
         with suppress_instrumentation():
-            self._prepare(stream)
+            self._create_log_group()
             self._dequeue_batch(events, stream, self.send_interval, self.max_batch_size, self.max_batch_count)
 
-    def _prepare(self, stream: str) -> None:
-        """Build the client and the destination now, while the worker starts, not under its first load.
-
-        Building a boto3 client loads botocore's service model: ~60 ms holding the GIL, which a
-        request waiting on this worker would feel. Failures here are retried by the first batch.
-        """
+    def _create_log_group(self) -> None:
+        """Create the group while the worker starts; one that exists is fine, a failure is the first batch's problem."""
         try:
-            self._create_destination(stream)
+            self._client.create_log_group(logGroupName=self.log_group_name)
         except Exception as error:
-            self._warning.warn(
-                "CloudWatch Logs: %s not ready yet (%s); retrying with the first batch",
-                self.log_group_name,
-                type(error).__name__,
-            )
+            if _error_code(error) not in _CREATE_OK:
+                self._warning.warn(
+                    "CloudWatch Logs: could not create %s (%s); the first batch tries its stream",
+                    self.log_group_name,
+                    type(error).__name__,
+                )
 
-    @property
-    def _wake_at(self) -> int:
-        return min(self.max_batch_count, self.capacity // 2)
-
-    def _dequeue_batch(self, my_queue, stream_name, send_interval, max_batch_size, max_batch_count) -> None:
-        """watchtower's batching (count, size and interval limits; FLUSH and END), waking once per batch.
-
-        watchtower blocks in `queue.get` for every event, so every log line woke this thread, which
-        then contended for the GIL with the request that logged it (a fifth of the worker's samples
-        with every integration on: docs/performance.md). This thread sleeps until the interval is
-        up, a batch is full, or flush/shutdown wakes it, then takes everything that is queued.
-        """
-        batch: list[dict] = []
-        batch_size = 0
-        deadline = time.monotonic() + send_interval
-        while True:
-            self._wake.wait(max(0.0, deadline - time.monotonic()))
-            self._wake.clear()
-            while True:
-                try:
-                    msg = my_queue.get_nowait()
-                except queue.Empty:
-                    break
-                if not isinstance(msg, dict):  # FLUSH or END: send now (task_done after the send)
-                    self._submit_batch(batch, stream_name)
-                    batch, batch_size = [], 0
-                    deadline = time.monotonic() + send_interval
-                    my_queue.task_done()
-                    if msg == self.END:
-                        return
-                    continue
-                size = self._size(msg)
-                if batch and (batch_size + size > max_batch_size or len(batch) >= max_batch_count):
-                    self._submit_batch(batch, stream_name)
-                    batch, batch_size = [], 0
-                batch.append(msg)
-                batch_size += size
-                my_queue.task_done()
-            if time.monotonic() >= deadline:
-                self._submit_batch(batch, stream_name)
-                batch, batch_size = [], 0
-                deadline = time.monotonic() + send_interval
-
-    def _truncate(self, msg: dict, max_size: int) -> dict:
-        # watchtower warns per event through `warnings`; cutting the line is enough.
-        msg["message"] = msg["message"].encode("utf-8")[:max_size].decode("utf-8", "ignore")
-        return msg
-
-    def _submit_batch(self, batch: list, log_stream_name: str, max_retries: int = 1) -> None:
-        """Send one batch (botocore retries once); on failure count it as dropped. Never raises."""
+    def _submit_batch(self, batch: list, log_stream_name: str, max_retries: int = SUBMIT_ATTEMPTS) -> None:
+        """watchtower's send (it never raises), then count the batch as sent, rejected or dropped."""
         if not batch:
             return
-        batch.sort(key=itemgetter("timestamp"))  # PutLogEvents wants chronological order
-        try:
-            if not self._stream_ready:
-                self._create_destination(log_stream_name)
-            try:
-                response = self._put(batch, log_stream_name)
-            except ClientError as error:
-                if _error_code(error) != "ResourceNotFoundException":
-                    raise
-                self._create_destination(log_stream_name)  # the group or stream was deleted under us
-                response = self._put(batch, log_stream_name)
-        except Exception as error:
-            self.status.record_error(error)
-            self._settle(sent=0, dropped=len(batch))
-            if self.shutting_down:
-                self._failed_late.set()
-            self._warning.warn(
-                "CloudWatch Logs: could not deliver %d log events to %s (%s: %s)",
-                len(batch),
-                self.log_group_name,
-                type(error).__name__,
-                str(error)[:300],
-            )
+        self._client.last_response = self._client.last_error = None
+        super()._submit_batch(batch, log_stream_name, max_retries=SUBMIT_ATTEMPTS)
+        response, error = self._client.last_response, self._client.last_error
+        events = self.queues[log_stream_name]
+        if response is not None:
+            rejected = _rejected_count(response.get("rejectedLogEventsInfo"), len(batch))
+            if events.settle(len(batch)):
+                self.status.record_sent(len(batch) - rejected)
+                self.status.record_dropped(rejected)
+            if rejected:
+                self._warning.warn("CloudWatch Logs rejected %d log events (too old or too new)", rejected)
             return
-        rejected = _rejected_count(response.get("rejectedLogEventsInfo"), len(batch))
-        self._settle(sent=len(batch) - rejected, dropped=rejected)
-        if rejected:
-            self._warning.warn("CloudWatch Logs rejected %d log events (too old or too new)", rejected)
-
-    def _settle(self, sent: int, dropped: int) -> None:
-        with self._settle_lock:
-            if self._gave_up:  # shutdown() already counted this batch as lost
-                return
-            self._settled += sent + dropped
-        self.status.record_sent(sent)
-        self.status.record_dropped(dropped)
-
-    def _put(self, batch: list, stream: str) -> dict:
-        # No sequenceToken: CloudWatch has ignored it since 2023.
-        return self.cwl_client.put_log_events(logGroupName=self.log_group_name, logStreamName=stream, logEvents=batch)
-
-    def _create_destination(self, stream: str) -> None:
-        """Create the group (if this role may) and this worker's stream; existing ones are fine."""
-        try:
-            self.cwl_client.create_log_group(logGroupName=self.log_group_name)
-        except ClientError as error:
-            # AccessDenied: a role allowed to write but not to create groups; the stream call decides.
-            if _error_code(error) not in _CREATE_OK | {"AccessDeniedException"}:
-                raise
-        try:
-            self.cwl_client.create_log_stream(logGroupName=self.log_group_name, logStreamName=stream)
-        except ClientError as error:
-            if _error_code(error) not in _CREATE_OK:
-                raise
-        self._stream_ready = True
+        if events.settle(len(batch)):
+            self.status.record_error(error or "PutLogEvents failed")
+            self.status.record_dropped(len(batch))
+        if self.shutting_down:
+            events.failed_late.set()
+        self._warning.warn(
+            "CloudWatch Logs: could not deliver %d log events to %s (%s: %s)",
+            len(batch),
+            self.log_group_name,
+            type(error).__name__,
+            str(error)[:300],
+        )
 
     def flush(self, timeout: float = FLUSH_TIMEOUT_SECONDS) -> bool:
         """Send what is queued now; wait at most `timeout` seconds. Returns whether it all went out."""
-        events = self._queue
+        events = self._events()
         if events is None or self.shutting_down:
             return True
-        deadline = time.monotonic() + timeout
-        self._wake.set()  # a full queue has room again once the sender runs
-        try:
-            events.put(self.FLUSH, timeout=timeout)
-        except queue.Full:
-            return False
-        self._wake.set()
+        events.put(self.FLUSH)
         with events.all_tasks_done:
-            return events.all_tasks_done.wait_for(
-                lambda: events.unfinished_tasks == 0, timeout=max(0.0, deadline - time.monotonic())
-            )
+            return events.all_tasks_done.wait_for(lambda: events.unfinished_tasks == 0, timeout=max(timeout, 0.0))
 
     def shutdown(self, timeout: float) -> None:
         """Deliver what is queued within `timeout` seconds, then stop; what is left is counted as dropped."""
-        with self.lock:  # emit() holds this lock: from here on nothing new is queued
+        with self.lock:  # emit() runs under this lock: from here on nothing new is queued
             if self.shutting_down:
                 return
             self.shutting_down = True
-            events = self._queue
+        events = self._events()
         if events is None:
             return
         deadline = time.monotonic() + timeout
-        self._wake.set()
-        with contextlib.suppress(queue.Full):  # full and stuck: nothing more gets out anyway
-            events.put(self.END, timeout=timeout)  # the sender sends the rest, then ends
-        self._wake.set()
+        events.put(self.END)  # the sender sends the rest, then ends
         # A send failing now means CloudWatch is down: the remaining batches would only use up the
         # worker's graceful-stop time, so stop waiting.
-        while events.unfinished_tasks and not self._failed_late.is_set() and time.monotonic() < deadline:
+        while events.unfinished_tasks and not events.failed_late.is_set() and time.monotonic() < deadline:
             time.sleep(0.05)
-        with self._settle_lock:
-            self._gave_up = True
-            left = self._accepted - self._settled
+        left = events.give_up()
         if left:
             self.status.record_dropped(left)
             log.warning("CloudWatch Logs: gave up on %d queued log events after %.1f s", left, timeout)
-
-    def close(self) -> None:
-        """Bounded shutdown (watchtower's close waits up to 30 s per queue), then detach."""
-        self.shutdown(CLOSE_TIMEOUT_SECONDS)
-        logging.Handler.close(self)
 
 
 def _rejected_count(info: dict | None, total: int) -> int:
@@ -367,6 +337,9 @@ def init_app(app: Flask) -> bool:
     if not status.enabled:
         return announce(log, status)
 
+    # watchtower reports each failed batch through `warnings`; the status counts them and this
+    # module logs them, rate-limited.
+    warnings.filterwarnings("ignore", category=watchtower.WatchtowerWarning)
     handler = BoundedCloudWatchHandler(group, config.service_name, status, region=region)
     logging.getLogger().addHandler(handler)
     app.extensions["cruddur.cloudwatch"] = handler

@@ -1,32 +1,44 @@
 """Rollbar: unhandled exceptions and messages as Rollbar items, sent off the request path.
 
-pyrollbar builds and scrubs the payloads and posts them (`rollbar.lib.transport`); this module only
-adds the queueing. pyrollbar's default 'thread' handler starts one thread per item with no bound, so
-instead the item is built in the request thread (where the request and its span are) and handed to
-a BoundedSender (telemetry/delivery.py): one bounded queue and one sender thread per app, a short
-timeout per POST, drops and failures counted, HTTP 429 pausing the sender for `Retry-After`.
+pyrollbar builds, scrubs and posts the items through its public API: `rollbar.report_exc_info` and
+`rollbar.report_message` build an item from the exception or message and the Flask request, and a
+payload handler (`rollbar.lib.events.add_payload_handler`) takes the finished item instead of
+letting pyrollbar send it. pyrollbar's 'thread' handler would start one thread per item with no
+bound, so the item goes to a BoundedSender (telemetry/delivery.py): one bounded queue and one
+sender thread per app, a short timeout per POST (`rollbar.lib.transport.post`), drops and failures
+counted, HTTP 429 pausing the sender for `Retry-After`.
 
-pyrollbar keeps its settings in module globals. Every app re-runs `rollbar.init` with the same
-scrubbing settings, and each reporter stamps its own token, environment, code version and endpoint
-on its items, so the apps a test session builds one after another never see each other's settings.
+pyrollbar keeps its settings in module globals and takes its token, environment and scrubbing from
+the first `rollbar.init` of the process only. So each reporter puts its own environment, code
+version and person into the item (`payload_data`), its own token on the finished payload, and
+scrubs it once more with this module's field list; the apps a test session builds one after
+another never see each other's settings, and nothing resets pyrollbar's state.
+
+`PYROLLBAR_API` lists every pyrollbar name this module uses; tests/test_rollbar.py checks each.
 """
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import sys
 from urllib.parse import quote, urljoin, urlsplit
 
 import rollbar
-from flask import Flask, got_request_exception, has_request_context, request
-from rollbar.lib import transport
+from flask import Flask, current_app, got_request_exception, has_app_context, has_request_context, request
+from rollbar.lib import defaultJSONEncode, events, transport
+from rollbar.lib.transforms import transform
+from rollbar.lib.transforms.scrub_redact import ScrubRedactTransform
+from rollbar.lib.transforms.scruburl import ScrubUrlTransform
 
 from ..config import BACKEND_DIR, Config
 from ..privacy import SENSITIVE_QUERY_KEYS, redact_query
 from .context import current_ids
 from .delivery import BoundedSender, RetryLater, retry_after_seconds
+from .ratelimit import RateLimitedWarning
 from .shutdown import on_shutdown
-from .status import IntegrationStatus, RateLimitedWarning, announce, register
+from .status import IntegrationStatus, announce, register
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +65,30 @@ SCRUB_FIELDS = sorted(
     }
 )
 _SCRUB_KEYS = frozenset(name.lower() for name in SCRUB_FIELDS)
+# pyrollbar's own scrubbing (built by the process's first rollbar.init) once more with our list.
+_SCRUB = [
+    ScrubRedactTransform(suffixes=[(field,) for field in SCRUB_FIELDS], redact_char="*"),
+    ScrubUrlTransform(suffixes=[("url",), ("link",), ("href",)], params_to_scrub=SCRUB_FIELDS),
+]
+
+# Every pyrollbar name this module relies on, and why; all are public (documented, or in their
+# module's __all__). tests/test_rollbar.py fails when one of them disappears or changes shape.
+PYROLLBAR_API = {
+    "rollbar.init": "settings: scrub fields, locals off, IP anonymised, no logging.basicConfig",
+    "rollbar.report_exc_info": "builds an error item: trace chain, request, server data",
+    "rollbar.report_message": "builds a message item (message, level, request, payload_data)",
+    "rollbar.SETTINGS": "pyrollbar's default scrub_fields, extended here",
+    "rollbar.DEFAULT_ENDPOINT": "where items go when ROLLBAR_ENDPOINT is unset",
+    "rollbar.lib.events.add_payload_handler": "takes the finished item; returning False stops pyrollbar's own send",
+    "rollbar.lib.transport.post": "the POST, on pyrollbar's pooled requests session",
+    "rollbar.lib.defaultJSONEncode": "serialises what pyrollbar's transforms left (as pyrollbar does)",
+    "rollbar.lib.transforms.transform": "applies the scrub transforms below to a payload",
+    "rollbar.lib.transforms.scrub_redact.ScrubRedactTransform": "masks values of scrubbed keys with *",
+    "rollbar.lib.transforms.scruburl.ScrubUrlTransform": "masks scrubbed parameters in URLs",
+}
+
+# The reporter whose report_* call is running in this context: the payload handler hands it the item.
+_reporting: contextvars.ContextVar[list | None] = contextvars.ContextVar("cruddur_rollbar_report", default=None)
 
 
 def honeycomb_trace_url(team: str, environment: str, trace_id: str) -> str:
@@ -64,9 +100,11 @@ def honeycomb_trace_url(team: str, environment: str, trace_id: str) -> str:
 
 
 def configure_pyrollbar(config: Config, timeout: float = SEND_TIMEOUT) -> None:
-    """(Re)initialise pyrollbar's module-level settings for this app."""
-    # pyrollbar ignores a second init() ("already initialized"); tests and app factories make many apps.
-    rollbar._initialized = False
+    """Give pyrollbar this app's settings and make sure the payload handler is installed.
+
+    The first call of the process also sets pyrollbar's token and environment; later calls update
+    its other settings (pyrollbar merges them) and leave those, which each item carries anyway.
+    """
     rollbar.init(
         config.rollbar_access_token,
         environment=config.rollbar_environment or config.env,
@@ -75,7 +113,7 @@ def configure_pyrollbar(config: Config, timeout: float = SEND_TIMEOUT) -> None:
         timeout=timeout,
         code_version=config.code_version,
         root=str(BACKEND_DIR),
-        # pyrollbar never sends by itself here (the reporter does); 'blocking' starts no threads.
+        # The payload handler takes every item this module builds; 'blocking' starts no threads.
         handler="blocking",
         # Local variables can hold anything (tokens, bodies); frames and the request are enough.
         locals={"enabled": False},
@@ -83,6 +121,21 @@ def configure_pyrollbar(config: Config, timeout: float = SEND_TIMEOUT) -> None:
         allow_logging_basic_config=False,
         suppress_reinit_warning=True,
     )
+    events.add_payload_handler(_take_payload)  # once: pyrollbar skips a handler it already has
+
+
+def _take_payload(payload: dict, **_kw):
+    """pyrollbar payload handler: queue the finished item on its reporter instead of pyrollbar sending it."""
+    report = _reporting.get()
+    if report is not None:
+        report.append(report[0].take(payload))
+        return False
+    # pyrollbar called directly by application code: the current app's reporter, if it has one.
+    reporter = current_app.extensions.get(EXTENSION) if has_app_context() else None
+    if reporter is None:
+        return payload  # not ours: pyrollbar sends it as configured
+    reporter.take(payload)
+    return False
 
 
 class RollbarReporter:
@@ -111,46 +164,60 @@ class RollbarReporter:
 
     def report_exception(self, exc_info=None) -> bool:
         """Queue an error item for an exception (default: the one being handled); never raises."""
-        try:
-            cls, exc, tb = exc_info or sys.exc_info()
-            if exc is None:
-                return False
-            data = rollbar._build_base_data(None, level="error")
-            chain = rollbar._walk_trace_chain(cls, exc, tb)
-            data["body"] = {"trace_chain": chain} if len(chain) > 1 else {"trace": chain[0]}
-            return self._enqueue(self._payload(data))
-        except Exception as error:
-            return self._build_failed(error)
+        exc_info = exc_info or sys.exc_info()
+        if exc_info[1] is None:
+            return False
+        return self._report(rollbar.report_exc_info, exc_info, level="error")
 
     def report_message(self, text: str, level: str = "info") -> bool:
         """Queue a message item at `level` (debug, info, warning, error, critical); never raises."""
-        try:
-            data = rollbar._build_base_data(None, level=level if level in LEVELS else "info")
-            data["body"] = {"message": {"body": str(text)}}
-            return self._enqueue(self._payload(data))
-        except Exception as error:
-            return self._build_failed(error)
+        return self._report(rollbar.report_message, str(text), level=level if level in LEVELS else "info")
 
     def on_request_exception(self, sender: Flask, exception: BaseException, **extra) -> None:
         """`got_request_exception` receiver: report the unhandled exception of this request."""
         self.report_exception((type(exception), exception, exception.__traceback__))
 
-    def _build_failed(self, error: Exception) -> bool:
+    def _report(self, build, subject, level: str) -> bool:
+        """Have pyrollbar build the item; the payload handler queues it. Returns whether it was queued."""
+        report = [self]
+        token = _reporting.set(report)
+        try:
+            events.add_payload_handler(_take_payload)  # back in place if pyrollbar was re-initialised
+            current = request._get_current_object() if has_request_context() else None
+            build(subject, request=current, payload_data=self._item_data(), level=level)
+        except Exception as error:
+            return self._build_failed(error)
+        finally:
+            _reporting.reset(token)
+        if len(report) == 1:  # pyrollbar gave up building it (and logged why)
+            return self._build_failed("item not built")
+        return report[1]
+
+    def _build_failed(self, error: Exception | str) -> bool:
         self.status.record_dropped()
         self.status.record_error(error)
-        self._warning.warn("rollbar: could not build an item (%s); dropped", type(error).__name__)
+        self._warning.warn(
+            "rollbar: could not build an item (%s); dropped", error if isinstance(error, str) else type(error).__name__
+        )
         return False
 
-    def _payload(self, data: dict) -> str:
-        """Complete an item with this app's settings, the request and trace ids; scrub; serialise."""
-        data["environment"] = self.environment
-        data["code_version"] = self.code_version
-        # The acting user comes from configuration, never from anything the client sent.
-        data["person"] = {"id": self.user_handle, "username": self.user_handle}
+    def _item_data(self) -> dict:
+        """This app's part of an item: settings, the acting user, route, trace ids (merged by pyrollbar)."""
+        data = {
+            "environment": self.environment,
+            "code_version": self.code_version,
+            # The acting user comes from configuration, never from anything the client sent.
+            "person": {"id": self.user_handle, "username": self.user_handle},
+        }
         if has_request_context():
-            data["request"] = self._request_data()
-            if request.url_rule is not None:
-                data["context"] = f"{request.method} {request.url_rule.rule}"
+            rule = request.url_rule.rule if request.url_rule is not None else None
+            data["request"] = {
+                "route": rule,
+                # The WSGI layer already redacted the usual credential keys; this list is longer.
+                "query_string": redact_query(request.query_string.decode("latin-1"), _SCRUB_KEYS),
+            }
+            if rule is not None:
+                data["context"] = f"{request.method} {rule}"
         trace_id, span_id, xray_id = current_ids()
         custom = {"trace_id": trace_id, "span_id": span_id, "xray_trace_id": xray_id}
         if trace_id and self.honeycomb_team and self.honeycomb_environment:
@@ -158,19 +225,13 @@ class RollbarReporter:
                 self.honeycomb_team, self.honeycomb_environment, trace_id
             )
         data["custom"] = custom
-        data["server"] = rollbar._build_server_data()
-        payload = rollbar._build_payload(data)  # pyrollbar's transforms: shorten, scrub, serialise
-        payload["access_token"] = self.access_token
-        return rollbar._serialize_payload(payload)
-
-    def _request_data(self) -> dict:
-        """pyrollbar's view of the Flask request, plus route and a scrubbed query string."""
-        data = rollbar._build_request_data(request._get_current_object()) or {}
-        rollbar._filter_ip(data, rollbar.SETTINGS["capture_ip"])
-        data["route"] = request.url_rule.rule if request.url_rule is not None else None
-        # The WSGI layer already redacted the usual credential keys; pyrollbar's own list is longer.
-        data["query_string"] = redact_query(request.query_string.decode("latin-1"), _SCRUB_KEYS)
         return data
+
+    def take(self, payload: dict) -> bool:
+        """Finish an item pyrollbar built (our scrubbing, our token), serialise it and queue it."""
+        payload = transform(payload, _SCRUB)
+        payload["access_token"] = self.access_token  # after scrubbing: its key is a scrubbed field
+        return self._enqueue(json.dumps(payload, default=defaultJSONEncode))
 
     def _enqueue(self, payload: str) -> bool:
         """Hand a finished item to the sender (dropped and counted when its queue is full)."""
@@ -209,7 +270,7 @@ def init_app(app: Flask) -> bool:
     status = IntegrationStatus(NAME, True, "ROLLBAR_ACCESS_TOKEN is set")
     configure_pyrollbar(config)
     reporter = RollbarReporter(config, status)
-    status.reason += f"; items go to {reporter.host} as environment {reporter.environment}"
+    status.reason += f"; environment {reporter.environment}"
     app.extensions[EXTENSION] = reporter
     # Weak by default: the connection lives as long as the app (and its reporter) does.
     got_request_exception.connect(reporter.on_request_exception, app)

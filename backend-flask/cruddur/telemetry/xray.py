@@ -28,7 +28,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from ..config import Config
 from .context import xray_trace_id
-from .status import IntegrationStatus, RateLimitedWarning, announce, register
+from .ratelimit import RateLimitedWarning
+from .status import IntegrationStatus, announce, register
 from .xray_rules import DEFAULT_RULE_FILES, load_local_sampling_rules
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ def init_app(app: Flask) -> bool:
         return _off(app, "AWS_XRAY_DAEMON_ADDRESS is not set")
     try:
         rules, rules_source = _sampling_rules(config.service_name)
-        status = IntegrationStatus("xray", True, f"segments to UDP {config.xray_daemon_address}")
+        status = IntegrationStatus("xray", True, "segments to the X-Ray daemon over UDP")
         recorder = AWSXRayRecorder()
         recorder.configure(
             service=config.service_name,
