@@ -7,10 +7,11 @@ import logging
 from flask import Flask
 from flask_cors import CORS
 
-from . import errors, logs, store
+from . import api_request, errors, logs, store
 from .config import Config
 from .privacy import RedactQueryMiddleware
 from .routes import activities, health, messages, rollbar_test, telemetry
+from .telemetry import cloudwatch, relay, rollbar, shutdown, tracing, xray
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["cruddur.integrations"] = {}
 
     logs.init_app(app)
+    api_request.init_app(app)
     errors.init_app(app)
     store.init_app(app, config.database_path, config.user_handle)
     CORS(
@@ -39,17 +41,11 @@ def create_app(config: Config | None = None) -> Flask:
     for blueprint in (activities.bp, messages.bp, health.bp, rollbar_test.bp, telemetry.bp):
         app.register_blueprint(blueprint)
 
-    # Integrations, one module each; each installs nothing when its variable is unset.
-    # Order: tracing first (the others read its trace ids).
-    from .telemetry import relay, shutdown, tracing, xray
-
+    # Integrations, one module each; each installs nothing when its variable is unset, and imports
+    # its vendor's SDK only when it is on. Order: tracing first (the others read its trace ids).
     tracing.init_app(app)
-    from .telemetry import cloudwatch
-
     cloudwatch.init_app(app)
     relay.init_app(app)
-    from .telemetry import rollbar
-
     rollbar.init_app(app)
     xray.init_app(app)
     shutdown.init_app(app)

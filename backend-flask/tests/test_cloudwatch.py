@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 from cruddur import create_app
-from cruddur.telemetry.cloudwatch import BoundedCloudWatchHandler
+from cruddur.telemetry.cloudwatch_handler import BoundedCloudWatchHandler
 from cruddur.telemetry.status import IntegrationStatus
 from tests.support.faulty_http import FaultyHTTPServer, closed_port
 from tests.support.moto_logs import FAKE_CREDENTIALS, REGION

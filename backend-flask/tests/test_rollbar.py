@@ -18,6 +18,7 @@ from werkzeug.serving import make_server
 
 from cruddur import create_app
 from cruddur.telemetry import rollbar as rollbar_integration
+from cruddur.telemetry import rollbar_reporter
 from tests.support.rollbar_receiver import RollbarReceiver, item_message
 from tests.support.waiting import wait_for
 
@@ -46,7 +47,7 @@ def rollbar_app(rollbar_config):
     app.extensions[rollbar_integration.EXTENSION].flush(0)
 
 
-def reporter_of(app) -> rollbar_integration.RollbarReporter:
+def reporter_of(app) -> rollbar_reporter.RollbarReporter:
     """The app's Rollbar reporter."""
     return app.extensions[rollbar_integration.EXTENSION]
 
@@ -327,7 +328,7 @@ def _our_receivers(app):
     return [
         r
         for r in got_request_exception.receivers_for(app)
-        if getattr(getattr(r, "__func__", r), "__module__", "") == rollbar_integration.__name__
+        if getattr(getattr(r, "__func__", r), "__module__", "") == rollbar_reporter.__name__
     ]
 
 
