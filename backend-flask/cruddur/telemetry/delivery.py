@@ -139,11 +139,13 @@ class BoundedSender:
             self._failed(error, f"{type(error).__name__}: {error}")
         else:
             with self._cond:
+                self._in_flight = 0  # before counting: the count publishes the queue length
                 if not self._gave_up:  # else flush already counted it as dropped
                     self.status.record_sent()
 
     def _failed(self, error: BaseException | str, why: str) -> None:
         with self._cond:
+            self._in_flight = 0
             if self._gave_up:  # counted as dropped when flush gave up on it
                 return
             self.status.record_error(error)

@@ -88,7 +88,9 @@ class IntegrationStatus:
 
     Registered in `app.extensions["cruddur.integrations"][name]`; `/api/health-check` shows
     `status()`. It never holds secrets or addresses: only numbers, times and a short reason.
-    Thread-safe (prometheus_client's values are).
+    Thread-safe (prometheus_client's values are). Under gunicorn, `queued` adds the answering
+    worker's queue as it is now to the other live workers' queues as of their last delivery,
+    drop or failure (a worker publishes its queue length whenever it counts one of those).
     """
 
     def __init__(self, name: str, enabled: bool, reason: str, queued: Callable[[], int] | None = None):
@@ -138,7 +140,7 @@ class IntegrationStatus:
                     return
                 child = self._children.setdefault(name, self._metrics.events.labels(self.name, name))
         child.inc(n)
-        if self._metrics.multiprocess_dir:
+        if self._metrics.multiprocess_dir and name in STANDARD_EVENTS:
             self._publish_queue()  # the other workers read this process's queue from its file
 
     def _probe(self) -> int:
