@@ -20,7 +20,7 @@ from cruddur import create_app
 from cruddur.config import Config
 settings = dict(env="test", database_url=sys.argv[1], code_version="test", **json.loads(sys.argv[2]))
 create_app(Config.from_env({}).replace(**settings))
-print(json.dumps([name for name in json.loads(sys.argv[3]) if name in sys.modules]))
+print("imported:", json.dumps([name for name in json.loads(sys.argv[3]) if name in sys.modules]))
 """
 
 
@@ -36,7 +36,8 @@ def imported_sdks(tmp_path, **settings) -> list[str]:
         timeout=120,
         check=True,
     )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("imported: ")]
+    return json.loads(line.removeprefix("imported: "))
 
 
 @pytest.mark.parametrize(
