@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - another WSGI server
 class ApiJSONProvider(DefaultJSONProvider):
     """Flask's JSON, where a document nested too deeply to parse is malformed input, not a crash."""
 
-    sort_keys = False  # fields in the contract's order
+    sort_keys = False  # fields in the order openapi.yaml documents
     ensure_ascii = False  # text byte for byte: emoji and right-to-left marks as UTF-8
 
     def loads(self, s, **kwargs):

@@ -119,7 +119,7 @@ class Config:
 
     @classmethod
     def from_env(cls, environ=None) -> Config:
-        """Build the configuration from environment variables, with the contract's defaults."""
+        """Build the configuration from environment variables, with the documented defaults."""
         e = os.environ if environ is None else environ
 
         def get(name: str, default: str = "") -> str:

@@ -141,7 +141,7 @@ def test_env_vars_is_what_config_reads():
 
 
 def test_backend_environment_names_exactly_the_variables_the_app_reads():
-    """Compared set: cruddur.config.ENV_VARS plus the boto3 variables of the contract, no more, no less."""
+    """Compared set: cruddur.config.ENV_VARS plus the variables boto3 reads itself, no more, no less."""
     assert set(BACKEND["environment"]) == set(ENV_VARS) | BOTO3_VARS
 
 

@@ -1,7 +1,7 @@
 """OpenTelemetry: every request gets a trace (X-Ray-compatible ids); export to OTLP/HTTP when set.
 
-The trace context is always on, because the contract puts the trace id in every response
-(`traceresponse`) and every log line. Export is the integration: it is on when an OTLP endpoint
+The trace context is always on, because every response carries the trace id (`traceresponse`)
+and so does every log line. Export is the integration: it is on when an OTLP endpoint
 (or HONEYCOMB_API_KEY) is configured, or OTEL_TRACES_EXPORTER=console.
 """
 

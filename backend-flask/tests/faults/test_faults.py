@@ -2,7 +2,7 @@
 
 One module-scoped campaign runs every fault once (own stand-ins process, own app, a few seconds of
 steady load at 4 connections, the outage still on at SIGTERM); the tests below each check one
-bound of the issue for each fault, so a failure names both the fault and the bound.
+bound for each fault, so a failure names both the fault and the bound.
 """
 
 from __future__ import annotations
