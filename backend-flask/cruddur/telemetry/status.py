@@ -119,14 +119,14 @@ class IntegrationStatus:
 
     def record_error(self, error: BaseException | str, count: int = 1) -> None:
         """Count a failed delivery attempt and remember when (the error's type, never its text)."""
-        self.count("failed", count)
         kind = error if isinstance(error, str) else type(error).__name__
         metrics = self._metrics
-        if metrics is not None:
+        if metrics is not None:  # the time first: a reader never sees a failure without one
             metrics.last_error.labels(self.name, kind).set(time.time())
-            return
-        with self._lock:
-            self._pending_errors[kind] = time.time()
+        else:
+            with self._lock:
+                self._pending_errors[kind] = time.time()
+        self.count("failed", count)
 
     def count(self, name: str, n: int = 1) -> None:
         """Add `n` to the counter `name`, shown by `status()` (`count(name, 0)` shows it at zero)."""
