@@ -5,8 +5,9 @@ take half a second to import). watchtower does the work: its sender thread batch
 `_dequeue_batch`), and its `_submit_batch` sorts a batch, calls PutLogEvents and creates this
 worker's log stream when CloudWatch says it is missing. Its constructor options set the limits
 (`send_interval`, `max_batch_count`, `max_batch_size`), hand it a client (`boto3_client`) and keep
-the network out of the constructor (`create_log_group=False`; the group is created on the sender
-thread instead, and `log_group_retention_days` is left unset because it too calls AWS there).
+the network out of the constructor (`create_log_group=False`; the group and stream are created on
+the sender thread instead, and `log_group_retention_days` is left unset because it too calls AWS
+there).
 
 What its options cannot say, and so what this module adds (each pinned by tests/test_cloudwatch.py;
 WATCHTOWER_INTERNALS lists the watchtower names they rely on):
@@ -21,8 +22,9 @@ WATCHTOWER_INTERNALS lists the watchtower names they rely on):
   interval is up, so a line leaves within two intervals.
 - `emit`: starts that queue and watchtower's sender for this process's one stream on the first
   record, and counts records that arrive after shutdown.
-- `_submit_batch`: one retry instead of five back to back (two attempts: the first put to a new
-  stream fails until watchtower has created it), and every event counted once as sent or dropped.
+- `_submit_batch`: two attempts instead of five back to back (one more after watchtower recreates
+  a stream that went missing), and every event counted once as sent or dropped.
+- `handleError`: watchtower's emit routes its own errors here; they are counted, never printed.
 - `flush(timeout)`: watchtower's waits a fixed 30 s and says nothing; this one is bounded and says
   whether everything went out. `shutdown(timeout)` is the bounded `close()`, counting what is left.
 """
@@ -57,7 +59,7 @@ QUEUE_CAPACITY = 10_000
 MAX_BATCH_COUNT = 10_000
 MAX_BATCH_BYTES = 1_048_576
 SEND_INTERVAL_SECONDS = 2.5  # a line leaves within two intervals (see _BatchQueue)
-# watchtower attempts per batch: a missing stream is created after the first attempt fails.
+# watchtower attempts per batch: a stream deleted under us is recreated after the first one fails.
 SUBMIT_ATTEMPTS = 2
 # botocore's defaults (60 s connect and read timeouts, several retries) would hold the sender for
 # minutes per batch on a blackholed endpoint while the queue fills; fail fast and drop instead.
@@ -82,8 +84,8 @@ WATCHTOWER_INTERNALS = {
 # Records of these loggers are never shipped: the SDK and HTTP stack log while we send (a loop that
 # feeds itself), and this module's warnings are about CloudWatch being unreachable (stdout only).
 EXCLUDED_LOGGERS = ("watchtower", "botocore", "boto3", "urllib3", "s3transfer", log.name)
-# create_log_group answers that mean "go on": it exists, someone else is creating it, or the role
-# may write to the group but not create it (then the first put says whether it exists).
+# create_log_* answers that mean "go on": it exists, someone else is creating it, or the role may
+# write to the group but not create it (then the first put says whether it exists).
 _CREATE_OK = {"ResourceAlreadyExistsException", "OperationAbortedException", "AccessDeniedException"}
 
 
@@ -250,20 +252,29 @@ class BoundedCloudWatchHandler(watchtower.CloudWatchLogHandler):
     def _send_loop(self, events: _BatchQueue, stream: str) -> None:
         # Our own HTTP calls are not application spans, whatever instrumentation is installed.
         with suppress_instrumentation():
-            self._create_log_group()
+            self._create_destination(stream)
             self._dequeue_batch(events, stream, self.send_interval, self.max_batch_size, self.max_batch_count)
 
-    def _create_log_group(self) -> None:
-        """Create the group while the worker starts; one that exists is fine, a failure is the first batch's problem."""
-        try:
-            self._client.create_log_group(logGroupName=self.log_group_name)
-        except Exception as error:
-            if _error_code(error) not in _CREATE_OK:
-                self._warning.warn(
-                    "CloudWatch Logs: could not create %s (%s); the first batch tries its stream",
-                    self.log_group_name,
-                    type(error).__name__,
-                )
+    def _create_destination(self, stream: str) -> None:
+        """Create the group and this worker's stream while the worker starts; existing ones are fine.
+
+        A failure here is left to the first batch (watchtower creates a missing stream then).
+        """
+        for call, names in (
+            ("create_log_group", {"logGroupName": self.log_group_name}),
+            ("create_log_stream", {"logGroupName": self.log_group_name, "logStreamName": stream}),
+        ):
+            try:
+                getattr(self._client, call)(**names)
+            except Exception as error:
+                if _error_code(error) not in _CREATE_OK:
+                    self._warning.warn(
+                        "CloudWatch Logs: %s for %s failed (%s); the first batch tries again",
+                        call,
+                        self.log_group_name,
+                        type(error).__name__,
+                    )
+                    return
 
     def _submit_batch(self, batch: list, log_stream_name: str, max_retries: int = SUBMIT_ATTEMPTS) -> None:
         """watchtower's send (it never raises), then count the batch as sent, rejected or dropped."""
