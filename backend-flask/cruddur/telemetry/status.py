@@ -57,7 +57,10 @@ class Metrics:
         if not self.multiprocess_dir:
             return self.registry
         instance = CollectorRegistry()
-        MultiProcessCollector(instance, path=self.multiprocess_dir)
+        try:
+            MultiProcessCollector(instance, path=self.multiprocess_dir)
+        except ValueError:  # the folder is gone: this process's own values are still readable
+            return self.registry
         return instance
 
     def read(self) -> dict[str, dict]:
@@ -215,8 +218,8 @@ def init_app(app: Flask) -> Metrics:
     """The app's metrics: in PROMETHEUS_MULTIPROC_DIR when gunicorn set it up, else in this process."""
     metrics = app.extensions.get(EXTENSION)
     if metrics is None:
-        config = app.extensions["cruddur.config"]
-        directory = config.prometheus_multiproc_dir
+        config = app.extensions.get("cruddur.config")
+        directory = config.prometheus_multiproc_dir if config is not None else ""
         metrics = app.extensions[EXTENSION] = Metrics(directory if directory and os.path.isdir(directory) else "")
     return metrics
 
