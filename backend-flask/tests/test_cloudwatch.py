@@ -348,3 +348,20 @@ def test_library_lines_are_rate_limited_in_cloudwatch_as_on_stdout(cloudwatch_ap
     assert shipped[0]["message"] == printed[0]["message"] == f"{marker} (ConnectionError: vendor down)"
     assert "exception" not in shipped[0] and "exception" not in printed[0]  # no traceback in either
     assert shipped[0]["level"] == "WARNING"
+
+
+def test_a_stream_deleted_under_us_is_recreated_by_watchtower(cloudwatch_app, moto_logs, log_group):
+    app = cloudwatch_app(moto_logs.endpoint, log_group)
+    handler = app.extensions["cruddur.cloudwatch"]
+    status = app.extensions["cruddur.integrations"]["cloudwatch"]
+    logger = logging.getLogger("tests.cloudwatch.recreate")
+    logger.warning("before")
+    assert handler.flush(10)
+    [stream] = handler.queues
+    moto_logs.client().delete_log_stream(logGroupName=log_group, logStreamName=stream)
+    logger.warning("lost with the stream")
+    handler.flush(10)  # PutLogEvents: ResourceNotFoundException; watchtower creates the stream again
+    assert status.status()["dropped"] >= 1 and status.status()["failed"] >= 1
+    logger.warning("after")
+    assert handler.flush(10)
+    assert "after" in [r["message"] for r in moto_logs.records(log_group)]

@@ -22,8 +22,8 @@ WATCHTOWER_INTERNALS lists the watchtower names they rely on):
   interval is up, so a line leaves within two intervals.
 - `emit`: starts that queue and watchtower's sender for this process's one stream on the first
   record, and counts records that arrive after shutdown.
-- `_submit_batch`: two attempts instead of five back to back (one more after watchtower recreates
-  a stream that went missing), and every event counted once as sent or dropped.
+- `_submit_batch`: one attempt instead of five back to back (botocore retries once), and every
+  event counted once as sent or dropped.
 - `handleError`: watchtower's emit routes its own errors here; they are counted, never printed.
 - `flush(timeout)`: watchtower's waits a fixed 30 s and says nothing; this one is bounded and says
   whether everything went out. `shutdown(timeout)` is the bounded `close()`, counting what is left.
@@ -59,8 +59,10 @@ QUEUE_CAPACITY = 10_000
 MAX_BATCH_COUNT = 10_000
 MAX_BATCH_BYTES = 1_048_576
 SEND_INTERVAL_SECONDS = 2.5  # a line leaves within two intervals (see _BatchQueue)
-# watchtower attempts per batch: a stream deleted under us is recreated after the first one fails.
-SUBMIT_ATTEMPTS = 2
+# watchtower attempts per batch. One: botocore already retries once, and watchtower's five back to
+# back would hold the sender for a minute per batch on a blackholed endpoint. (A stream deleted
+# under us is recreated by watchtower when that attempt fails; the batch is counted as dropped.)
+SUBMIT_ATTEMPTS = 1
 # botocore's defaults (60 s connect and read timeouts, several retries) would hold the sender for
 # minutes per batch on a blackholed endpoint while the queue fills; fail fast and drop instead.
 BOTO_CONFIG = BotoConfig(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 2})
