@@ -182,3 +182,21 @@ def test_health_check_sums_every_gunicorn_worker(app_server_factory, rollbar_rec
     assert rollbar_health()["sent"] == items
     _duration, returncode = server.stop()
     assert returncode == 0
+
+
+def test_the_sdk_internals_the_span_counting_relies_on():
+    from collections import deque
+    from inspect import signature
+
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from cruddur.telemetry.tracing import SDK_INTERNALS
+
+    inner = BatchSpanProcessor(_BrokenExporter(), max_queue_size=7, max_export_batch_size=7)._batch_processor
+    assert isinstance(inner._queue, deque) and inner._queue.maxlen == 7
+    assert "timeout_millis" in signature(inner.shutdown).parameters
+    inner.shutdown(0)
+    assert set(SDK_INTERNALS) == {
+        "BatchSpanProcessor._batch_processor._queue",
+        "BatchSpanProcessor._batch_processor.shutdown(timeout_millis)",
+    }

@@ -103,6 +103,14 @@ class CountingExporter(SpanExporter):
         return True
 
 
+# OpenTelemetry SDK internals CountingBatchSpanProcessor relies on (no public API says how many
+# spans wait, or stops within a deadline); tests/test_health.py checks them against the installed SDK.
+SDK_INTERNALS = {
+    "BatchSpanProcessor._batch_processor._queue": "the bounded deque of waiting spans: queue length, drops",
+    "BatchSpanProcessor._batch_processor.shutdown(timeout_millis)": "a shutdown that gives up at a deadline",
+}
+
+
 class CountingBatchSpanProcessor(BatchSpanProcessor):
     """The SDK's batch processor, counting every sampled span it is given: exported, dropped or queued.
 
