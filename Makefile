@@ -8,8 +8,8 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := $(FRONTEND)/node_modules/.installed
 
-.PHONY: setup setup-backend setup-frontend setup-browser run test test-backend test-frontend test-e2e \
-	lint format bench bench-smoke soak lock clean
+.PHONY: setup setup-backend setup-frontend setup-browser setup-postgres run test test-backend test-frontend \
+	test-e2e lint format bench bench-smoke soak lock clean db-migrate
 
 setup: setup-backend setup-frontend
 
@@ -30,13 +30,17 @@ $(NODE_STAMP): $(FRONTEND)/package-lock.json
 setup-browser:
 	@bin/install-chromium
 
+# Debian's PostgreSQL binaries for the database tests (a private cluster for the outage tests).
+setup-postgres:
+	@bin/install-postgresql
+
 run: setup
 	@bin/run
 
-test: setup setup-browser
+test: setup setup-browser setup-postgres
 	@bin/test-all
 
-test-backend: setup-backend
+test-backend: setup-backend setup-postgres
 	cd $(BACKEND) && .venv/bin/pytest
 
 test-frontend: setup-frontend
@@ -50,6 +54,10 @@ lint: setup-backend
 
 format: setup-backend
 	cd $(BACKEND) && .venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+# Apply the schema migrations to DATABASE_URL now (the app also applies them when it starts).
+db-migrate: setup-backend
+	cd $(BACKEND) && .venv/bin/python -m cruddur.store.migrations
 
 bench: setup-backend
 	cd $(BACKEND) && .venv/bin/python -m bench $(BENCH_ARGS)

@@ -3,6 +3,7 @@
 python -m bench                  # every configuration, 3 repeats (make bench)
 python -m bench --smoke          # seconds: bare and all four, once, tiny load (make bench-smoke)
 python -m bench --configs bare,all --repeats 5 --duration 10
+python -m bench --configs bare,all --database postgresql   # the store on PostgreSQL
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def parse_args(argv=None) -> tuple[Settings, bool]:
     parser.add_argument("--endpoints", type=lambda v: _names(v, tuple(ENDPOINTS)), default=defaults.endpoints)
     parser.add_argument("--load-tool", choices=("wrk", "python"), default="wrk")
     parser.add_argument("--output-dir", type=Path, default=None)
+    parser.add_argument(
+        "--database", choices=("sqlite", "postgresql"), default="sqlite", help="postgresql: as the tests find it"
+    )
     args = parser.parse_args(argv)
     settings = replace(
         defaults,
@@ -52,6 +56,7 @@ def parse_args(argv=None) -> tuple[Settings, bool]:
         endpoints=args.endpoints,
         load_tool=args.load_tool,
         out_dir=args.output_dir or DEFAULT_OUT,
+        database=args.database,
     )
     if args.smoke:
         configs = args.configs if args.configs != defaults.configs else ("bare", "all")

@@ -65,8 +65,9 @@ def markdown(results: dict, table: dict) -> str:
         lines.append("")
     lines.append(
         f"Medians of {meta['repeats']} interleaved repeats; {meta['duration_s']:g} s of load per endpoint at "
-        f"{meta['connections']} connections ({meta['load_tool']}); one gunicorn sync worker; CPU is the "
-        f"worker's utime+stime (all its threads, export included) per request served. "
+        f"{meta['connections']} connections ({meta['load_tool']}); one gunicorn sync worker on "
+        f"{meta.get('database', 'sqlite')}; CPU is the worker's utime+stime (all its threads, export included; "
+        f"not the PostgreSQL server's) per request served. "
         f"Commit {meta['commit']}, Python {meta['python']}, {meta['cpus']} CPUs; {meta['elapsed_s']:.0f} s in all."
     )
     lost = [

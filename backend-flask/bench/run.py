@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.app_server import AppServer
+from tests.support.postgres import create_database, drop_database, find_server
 
 from .load import LoadGenerator, LoadResult
 from .probes import AppLog, Sinks, cpu_seconds, rss_mb, wait_until
@@ -60,6 +61,7 @@ class Settings:
     endpoints: tuple[str, ...] = tuple(ENDPOINTS)
     out_dir: Path = Path("bench-output")
     load_tool: str = "wrk"
+    database: str = "sqlite"  # or "postgresql": a new database per server, on the tests' server
 
 
 @dataclass
@@ -119,11 +121,12 @@ def request_json(url: str, method: str = "GET", body: str = "") -> dict | list:
 class Server:
     """One configuration's gunicorn (one worker), its log, and what the benchmark measured on it."""
 
-    def __init__(self, config: str, sinks: Sinks | None, settings: Settings):
+    def __init__(self, config: str, sinks: Sinks | None, settings: Settings, database_url: str = ""):
         self.config = config
         self.on = INTEGRATIONS[config]
         self.settings = settings
-        self.app = AppServer(app_env(config, sinks), workers=1, log_dir=settings.out_dir / "logs" / config)
+        env = app_env(config, sinks) | ({"DATABASE_URL": database_url} if database_url else {})
+        self.app = AppServer(env, workers=1, log_dir=settings.out_dir / "logs" / config)
         self.cloudwatch = sinks.cloudwatch(log_group(config)) if "cloudwatch" in self.on else None
         self.worker = None
         self.log = None
@@ -239,6 +242,9 @@ def loss_checks(servers: list[Server], sinks: Sinks | None) -> dict:
         check = {"check": "X-Ray: documents received == documents the apps sent", "expected": sent}
         check.update(actual=stats["xray_documents"], ok=stats["xray_documents"] == sent)
         totals.setdefault("checks", []).append(check)
+        check = {"check": "X-Ray: documents the stand-in refused (X-Ray's rules)", "expected": 0}
+        check.update(actual=stats["xray_rejected"], ok=stats["xray_rejected"] == 0)
+        totals["checks"].append(check)
         served = sum(s.log.access_total for s in xray)
         totals["xray_sampled_share"] = round(stats["segments"] / served, 3) if served else None
     for server in servers:
@@ -258,9 +264,13 @@ def run(settings: Settings, log=print) -> dict:
     needs_sinks = any(INTEGRATIONS[c] for c in settings.configs)
     sinks = Sinks() if needs_sinks else None
     servers: list[Server] = []
+    postgres, cluster = find_server() if settings.database == "postgresql" else (None, None)
+    databases: list[str] = []
     try:
         for config in settings.configs:
-            server = Server(config, sinks, settings)
+            if postgres:
+                databases.append(create_database(postgres, "cruddur_bench"))
+            server = Server(config, sinks, settings, databases[-1] if postgres else "")
             servers.append(server)
             server.start()
         log(f"  {len(servers)} servers up and warm ({time.monotonic() - started:.0f} s)")
@@ -283,6 +293,10 @@ def run(settings: Settings, log=print) -> dict:
             server.stop()
         if sinks is not None:
             sinks.stop()
+        for database in databases:
+            drop_database(postgres, database)
+        if cluster is not None:
+            cluster.destroy()
     return {
         "meta": {
             "commit": _git_commit(),
@@ -294,6 +308,7 @@ def run(settings: Settings, log=print) -> dict:
             "duration_s": settings.duration,
             "connections": settings.connections,
             "gunicorn_workers": 1,
+            "database": settings.database,
             "elapsed_s": round(time.monotonic() - started, 1),
         },
         "samples": [vars(sample) for server in servers for sample in server.samples],

@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask
 from flask_cors import CORS
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import api_request, errors, logs, store
 from .config import Config
@@ -30,7 +31,7 @@ def create_app(config: Config | None = None) -> Flask:
     logs.init_app(app)
     api_request.init_app(app)
     errors.init_app(app)
-    store.init_app(app, config.database_path, config.user_handle)
+    store.init_app(app, config)
     CORS(
         app,
         resources={r"/api/*": {"origins": [config.frontend_url, config.backend_url]}},
@@ -49,6 +50,8 @@ def create_app(config: Config | None = None) -> Flask:
     rollbar.init_app(app)
     xray.init_app(app)
     shutdown.init_app(app)
+    if config.trusted_proxies:  # outside tracing, so spans, logs and rate limits see the real client
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies, x_proto=0)
     # Outermost WSGI layer, so no instrumentation ever sees a credential in a URL.
     app.wsgi_app = RedactQueryMiddleware(app.wsgi_app)
     log.info("cruddur started", extra={"env": config.env, "version": config.code_version})

@@ -14,7 +14,12 @@ REPO_DIR = BACKEND_DIR.parent
 ENV_VARS = (
     "CRUDDUR_ENV",
     "DATABASE_URL",
+    "DATABASE_POOL_SIZE",
+    "DATABASE_CONNECT_TIMEOUT",
+    "DATABASE_STATEMENT_TIMEOUT",
+    "GUNICORN_THREADS",
     "CRUDDUR_USER_HANDLE",
+    "CRUDDUR_TRUSTED_PROXIES",
     "FRONTEND_URL",
     "BACKEND_URL",
     "OTEL_SERVICE_NAME",
@@ -23,6 +28,8 @@ ENV_VARS = (
     "OTEL_EXPORTER_OTLP_HEADERS",
     "OTEL_TRACES_EXPORTER",
     "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
     "HONEYCOMB_API_KEY",
     "HONEYCOMB_TEAM",
     "HONEYCOMB_ENVIRONMENT",
@@ -82,11 +89,19 @@ class Config:
 
     env: str = "development"
     database_url: str = ""
+    # PostgreSQL only: connections per worker process (0: one per worker thread) and timeouts
+    database_pool_size: int = 0
+    database_connect_timeout: float = 5.0  # seconds to connect, and to wait for a pooled connection
+    database_statement_timeout: float = 10.0  # seconds a statement may run
+    worker_threads: int = 1  # gunicorn threads per worker (GUNICORN_THREADS, read by gunicorn.conf.py too)
+    seed_data: bool | None = None  # None: seed in development only (tests that want data say True)
     user_handle: str = "andrewbrown"
     frontend_url: str = "http://localhost:3000"
     backend_url: str = "http://localhost:4567"
     code_version: str = "0.1.0"
     max_content_length: int = 1024 * 1024
+    # How many proxies in front append to X-Forwarded-For; 0 trusts none (the peer is the client).
+    trusted_proxies: int = 0
     # gunicorn's graceful_timeout (gunicorn.conf.py reads the same variable)
     graceful_timeout: int = DEFAULT_GRACEFUL_TIMEOUT
     # Where gunicorn's workers keep their counters, so any worker can report the instance's sums
@@ -101,6 +116,8 @@ class Config:
     # The SDK's default (2,048) is under a second of spans for a busy worker; 8,192 spans are
     # about 16 MB at most and ride out a slow vendor for a few seconds before dropping.
     span_queue_size: int = 8192
+    traces_sampler: str = ""  # OTEL_TRACES_SAMPLER: the local decision (telemetry/sampling.py)
+    traces_sampler_arg: str = ""
     honeycomb_team: str = ""
     honeycomb_environment: str = ""
 
@@ -129,6 +146,9 @@ class Config:
         env = get("CRUDDUR_ENV", "development")
         if env not in ENVIRONMENTS:
             raise ValueError(f"CRUDDUR_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+        trusted_proxies = get("CRUDDUR_TRUSTED_PROXIES", "0")
+        if not (trusted_proxies.isascii() and trusted_proxies.isdigit()):
+            raise ValueError(f"CRUDDUR_TRUSTED_PROXIES must be a whole number of proxies, not {trusted_proxies!r}")
         headers = _parse_headers(get("OTEL_EXPORTER_OTLP_HEADERS"))
         endpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT")
         honeycomb_key = get("HONEYCOMB_API_KEY")
@@ -138,7 +158,12 @@ class Config:
         return cls(
             env=env,
             database_url=get("DATABASE_URL"),
+            database_pool_size=int(get("DATABASE_POOL_SIZE", "0")),
+            database_connect_timeout=float(get("DATABASE_CONNECT_TIMEOUT", "5")),
+            database_statement_timeout=float(get("DATABASE_STATEMENT_TIMEOUT", "10")),
+            worker_threads=int(get("GUNICORN_THREADS", "1")),
             user_handle=get("CRUDDUR_USER_HANDLE", "andrewbrown"),
+            trusted_proxies=int(trusted_proxies),
             frontend_url=get("FRONTEND_URL", "http://localhost:3000").rstrip("/"),
             backend_url=get("BACKEND_URL", "http://localhost:4567").rstrip("/"),
             code_version=get("CRUDDUR_CODE_VERSION") or _code_version(),
@@ -150,6 +175,8 @@ class Config:
             otlp_headers=headers,
             traces_exporter=get("OTEL_TRACES_EXPORTER").lower(),
             span_queue_size=int(get("OTEL_BSP_MAX_QUEUE_SIZE", "8192")),
+            traces_sampler=get("OTEL_TRACES_SAMPLER"),
+            traces_sampler_arg=get("OTEL_TRACES_SAMPLER_ARG"),
             honeycomb_team=get("HONEYCOMB_TEAM"),
             honeycomb_environment=get("HONEYCOMB_ENVIRONMENT"),
             xray_daemon_address=get("AWS_XRAY_DAEMON_ADDRESS"),
@@ -175,15 +202,28 @@ class Config:
         return max(self.graceful_timeout - margin, 0.5)
 
     @property
-    def database_path(self) -> str:
-        """The SQLite file named by DATABASE_URL (or the default under instance/)."""
+    def database(self) -> str:
+        """DATABASE_URL as the store takes it: `sqlite:///path` (the default under instance/) or
+        `postgresql://...` (`postgres://` accepted). Other schemes are refused."""
         url = self.database_url
         if not url:
-            return str(BACKEND_DIR / "instance" / f"cruddur-{self.env}.db")
-        prefix = "sqlite:///"
-        if not url.startswith(prefix):
-            raise ValueError("DATABASE_URL must be sqlite:///path (PostgreSQL is not supported yet)")
-        return url[len(prefix) :]
+            return f"sqlite:///{BACKEND_DIR / 'instance' / f'cruddur-{self.env}.db'}"
+        scheme, sep, rest = url.partition("://")
+        if sep and scheme in ("postgresql", "postgres"):
+            return f"postgresql://{rest}"
+        if url.startswith("sqlite:///"):
+            return url
+        raise ValueError("DATABASE_URL must be sqlite:///path or postgresql://user:password@host:port/dbname")
+
+    @property
+    def seeds_database(self) -> bool:
+        """Whether a new database gets the seed data (users, cruds, conversations): in development."""
+        return self.env == "development" if self.seed_data is None else self.seed_data
+
+    @property
+    def pool_size(self) -> int:
+        """PostgreSQL connections per worker: DATABASE_POOL_SIZE, else one per worker thread."""
+        return max(1, self.database_pool_size or self.worker_threads)
 
     def replace(self, **changes) -> Config:
         """A copy with some settings changed."""

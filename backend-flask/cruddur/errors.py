@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,16 @@ class BadBody(HTTPException):
     def __init__(self, description: str, codes: list[str] | None = None):
         super().__init__(description)
         self.codes = codes or ["invalid_body"]
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """503 while the database cannot be reached, with Retry-After; never the driver's message."""
+
+    description = "The database is unavailable. Try again shortly."
+
+    def __init__(self, retry_after: int = 5):
+        super().__init__(retry_after=retry_after)
+        self.codes = ["database_unavailable"]
 
 
 def error_code(exc: HTTPException) -> str:

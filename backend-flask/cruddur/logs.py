@@ -14,7 +14,10 @@ from .telemetry.ratelimit import RateLimitFilter
 ACCESS_LOGGER = "cruddur.access"
 # Libraries that log a line (often with a traceback) per failed export or poll: at most one line
 # per kind per minute reaches the handlers, so a vendor outage cannot flood the logs.
-NOISY_LOGGER_PREFIXES = ("opentelemetry", "aws_xray_sdk", "watchtower", "botocore", "urllib3", "rollbar")
+NOISY_LOGGER_PREFIXES = ("opentelemetry", "aws_xray_sdk", "watchtower", "botocore", "urllib3", "rollbar", "psycopg")
+# Their messages can quote what a caller sent (the OpenTelemetry SDK logs a malformed `tracestate`
+# member whole): no more than this reaches a sink.
+MAX_LIBRARY_MESSAGE_CHARS = 300
 
 # Attributes every LogRecord has; anything else passed with `extra=` goes into the JSON line.
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
@@ -57,6 +60,30 @@ class TraceContextFilter(logging.Filter):
         return True
 
 
+class LibraryRecordFilter(logging.Filter):
+    """Library records: rate-limited (RateLimitFilter) and their message bounded; others pass.
+
+    The verdict is kept on the record, so every handler (stdout, CloudWatch) lets the same lines through.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._rate_limit = RateLimitFilter(NOISY_LOGGER_PREFIXES)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep or drop the record, the same way for every handler."""
+        verdict = record.__dict__.get("_cruddur_verdict")
+        if verdict is None:
+            verdict = self._rate_limit.filter(record)
+            if verdict and record.name.startswith(NOISY_LOGGER_PREFIXES):
+                message = record.getMessage()
+                if len(message) > MAX_LIBRARY_MESSAGE_CHARS:
+                    record.msg = f"{message[:MAX_LIBRARY_MESSAGE_CHARS]}... [{len(message)} characters]"
+                    record.args = None
+            record._cruddur_verdict = verdict
+        return verdict
+
+
 class StdoutHandler(logging.StreamHandler):
     """Writes to whatever sys.stdout is at the time (test runners and servers swap it)."""
 
@@ -73,10 +100,10 @@ class StdoutHandler(logging.StreamHandler):
         pass
 
 
-def _equip(handler: logging.Handler, rate_limit: RateLimitFilter) -> logging.Handler:
+def _equip(handler: logging.Handler, library_filter: LibraryRecordFilter) -> logging.Handler:
     handler.setFormatter(JsonFormatter())
     handler.addFilter(TraceContextFilter())
-    handler.addFilter(rate_limit)
+    handler.addFilter(library_filter)
     return handler
 
 
@@ -88,8 +115,8 @@ def configure(level: int = logging.INFO) -> logging.Handler:
             return handler
     handler = StdoutHandler()
     handler._cruddur = True
-    handler._cruddur_rate_limit = RateLimitFilter(NOISY_LOGGER_PREFIXES)
-    root.addHandler(_equip(handler, handler._cruddur_rate_limit))
+    handler._cruddur_library_filter = LibraryRecordFilter()
+    root.addHandler(_equip(handler, handler._cruddur_library_filter))
     root.setLevel(level)
     return handler
 
@@ -97,10 +124,10 @@ def configure(level: int = logging.INFO) -> logging.Handler:
 def prepare(handler: logging.Handler) -> logging.Handler:
     """Give another handler what the stdout one has: the JSON line, trace ids and the rate limit.
 
-    The rate limit is the stdout handler's own filter: a record is judged once, so every
-    destination gets the same lines, with the same tracebacks stripped.
+    The library filter is the stdout handler's own: a record is judged once, so every destination
+    gets the same lines, with the same tracebacks stripped.
     """
-    return _equip(handler, configure()._cruddur_rate_limit)
+    return _equip(handler, configure()._cruddur_library_filter)
 
 
 def _start_timer() -> None:

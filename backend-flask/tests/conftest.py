@@ -1,4 +1,5 @@
-"""Fixtures: a fresh app on a temporary SQLite database per test (Flask tutorial style)."""
+"""Fixtures: a fresh app on a fresh database per test (Flask tutorial style), on SQLite and on
+PostgreSQL: every test that uses `config`, `app` or `client` runs once on each."""
 
 from __future__ import annotations
 
@@ -10,12 +11,18 @@ from cruddur.config import Config
 pytest_plugins = ["tests.support.fixtures"]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """A new, empty database: a SQLite file, or a PostgreSQL database made for this test."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cruddur.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
 @pytest.fixture
-def config(tmp_path) -> Config:
-    """A test configuration with every integration off."""
-    return Config.from_env({}).replace(
-        env="test", database_url=f"sqlite:///{tmp_path / 'cruddur.db'}", code_version="test"
-    )
+def config(database_url) -> Config:
+    """A test configuration with every integration off and the seed data written."""
+    return Config.from_env({}).replace(env="test", database_url=database_url, code_version="test", seed_data=True)
 
 
 @pytest.fixture

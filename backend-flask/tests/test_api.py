@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cruddur.store import Store, connect
+from cruddur.store import open_store
 
 SEED_HANDLES = {"andrewbrown", "bayko", "worf", "garek", "londo"}
 ACTIVITY_FIELDS = {
@@ -113,11 +113,10 @@ def test_280_characters_count_code_points_not_bytes(client):
 
 
 def test_expired_activities_are_hidden(client, config):
-    store = Store(connect(config.database_path))
-    user = store.user_by_handle("worf")
-    past = datetime.now(UTC) - timedelta(days=2)
-    expired = store.insert_activity(user["uuid"], "expired crud qzx", past, past + timedelta(hours=1))
-    store.conn.close()
+    with open_store(config) as store:
+        user = store.user_by_handle("worf")
+        past = datetime.now(UTC) - timedelta(days=2)
+        expired = store.insert_activity(user["uuid"], "expired crud qzx", past, past + timedelta(hours=1))
     assert expired not in {a["uuid"] for a in client.get("/api/activities/home").json}
     assert expired not in {a["uuid"] for a in client.get("/api/activities/@worf").json}
     assert client.get("/api/activities/search?term=qzx").json == []
@@ -208,7 +207,7 @@ def test_message_errors(client):
         '<script>alert("x")</script> & <b>bold</b>',
         "emoji 🚀🔥👩‍💻 and flags 🇨🇦",
         "\u202eright-to-left override\u200f mark \u05e9\u05dc\u05d5\u05dd",
-        "quotes \" ' ` and backslash \\ and percent %_ and NUL \x00 end",
+        "quotes \" ' ` and backslash \\ and percent %_ and bell \x07 end",
         "line\nbreaks\r\nand\ttabs  ",
     ],
 )
@@ -221,6 +220,26 @@ def test_text_is_stored_and_returned_byte_for_byte(client, text):
     message = post(client, "/api/messages", {"message": text, "user_receiver_handle": "londo"}).json
     assert message["message"] == text
     assert client.get("/api/messages/@londo").json[-1]["message"] == text
+
+
+def test_nul_is_refused_in_stored_text_and_finds_nothing_in_lookups(client):
+    """PostgreSQL's text cannot hold NUL: both databases refuse it in what is stored (400) and find
+    nothing for a handle, uuid or search term that has one."""
+    crud = post(client, "/api/activities", {"message": "a crud", "ttl": "1-day"}).json
+    for path, body in (
+        ("/api/activities", {"message": "nul \x00 here", "ttl": "1-day"}),
+        (f"/api/activities/{crud['uuid']}/reply", {"message": "\x00"}),
+        ("/api/messages", {"message": "a\x00b", "user_receiver_handle": "worf"}),
+    ):
+        r = post(client, path, body)
+        assert (r.status_code, r.json["errors"]) == (400, ["message_contains_nul"]), path
+    assert client.get("/api/activities/@worf%00").status_code == 404
+    assert client.get("/api/messages/@worf%00").status_code == 404
+    assert client.get("/api/activities/search", query_string={"term": "crud\x00"}).json == []
+    assert client.get(f"/api/activities/{crud['uuid']}%00").status_code == 404
+    r = post(client, "/api/messages", {"message": "hi", "user_receiver_handle": "worf\x00"})
+    assert r.status_code == 404
+    assert client.get(f"/api/activities/{crud['uuid']}").json["replies_count"] == 0
 
 
 def test_error_bodies_are_json(client):
@@ -321,29 +340,38 @@ def test_json_nested_too_deeply_is_malformed_not_a_crash(client):
     )
 
 
-def _build_app(database_url, barrier):
+def _build_app(config, barrier):
     from cruddur import create_app
-    from cruddur.config import Config
 
-    config = Config.from_env({}).replace(env="test", database_url=database_url, code_version="test")
     barrier.wait(30)
     create_app(config)
 
 
-def test_workers_creating_one_new_database_together(tmp_path):
-    """gunicorn starts its workers at once; each creates the schema: no "database is locked", one seed."""
+def test_workers_creating_one_new_database_together(config):
+    """gunicorn starts its workers at once and each migrates: no "database is locked", no
+    duplicate key, the schema applied once and the seed written once (lock file or advisory lock)."""
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
-    for round_ in range(3):
-        path = tmp_path / f"shared-{round_}.db"
-        barrier = context.Barrier(6)
-        workers = [context.Process(target=_build_app, args=(f"sqlite:///{path}", barrier)) for _ in range(6)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(60)
-        assert [w.exitcode for w in workers] == [0] * 6
-        store = Store(connect(str(path)))
-        assert store.conn.execute("SELECT COUNT(*) FROM users").fetchone()[0] == 5
-        assert store.conn.execute("SELECT value FROM schema_meta WHERE key = 'seeded'").fetchone()
+    barrier = context.Barrier(6)
+    workers = [context.Process(target=_build_app, args=(config, barrier)) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [w.exitcode for w in workers] == [0] * 6
+    with open_store(config) as store:
+        assert store._execute("SELECT COUNT(*) AS n FROM users").fetchone()["n"] == 5
+        assert store._execute("SELECT COUNT(*) AS n FROM activities").fetchone()["n"] == 7
+        assert store._execute("SELECT COUNT(*) AS n FROM schema_meta WHERE key = 'seeded'").fetchone()["n"] == 1
+        assert store._execute("SELECT COUNT(*) AS n FROM _yoyo_migration").fetchone()["n"] == 1
+
+
+def test_seed_data_only_in_development(config):
+    from cruddur import create_app
+
+    for env, seeded in (("production", False), ("test", False), ("development", True)):
+        assert config.replace(env=env, seed_data=None).seeds_database is seeded
+    client = create_app(config.replace(env="production", seed_data=None)).test_client()
+    assert client.get("/api/activities/home").json == []
+    assert client.post("/api/activities", json={"message": "first", "ttl": "1-day"}).json["handle"] == "andrewbrown"

@@ -237,7 +237,28 @@ def test_backend_service_builds_serves_and_checks_health():
     assert "/api/health-check" in " ".join(BACKEND["healthcheck"]["test"])
     volume = BACKEND["volumes"][0].split(":")
     assert volume[0] in COMPOSE["volumes"]
-    assert container_env(BACKEND, {})["DATABASE_URL"] == f"sqlite:///{volume[1]}/cruddur.db"
+    assert volume[1] == "/data" and "DATABASE_URL=sqlite:////data/cruddur.db" in (
+        REPO / "backend-flask" / "Dockerfile"
+    ).read_text().replace(" ", "")
+
+
+def test_db_service_is_postgres_with_a_volume_a_health_check_and_the_backend_waits_for_it():
+    """The official image at a pinned major, data on a named volume, pg_isready, and the backend's
+    DATABASE_URL pointing at it once it is healthy."""
+    db = SERVICES["db"]
+    image, _, tag = db["image"].partition(":")
+    assert image == "postgres" and re.fullmatch(r"\d+(\.\d+)?(-[a-z0-9]+)?", tag), db["image"]
+    volume, path = db["volumes"][0].split(":")
+    assert volume in COMPOSE["volumes"] and path == "/var/lib/postgresql/data"
+    assert "pg_isready" in " ".join(db["healthcheck"]["test"])
+    assert BACKEND["depends_on"]["db"] == {"condition": "service_healthy"}
+    env = container_env(db, {})
+    url = container_env(BACKEND, {})["DATABASE_URL"]
+    assert url == f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@db:5432/{env['POSTGRES_DB']}"
+    config = Config.from_env(container_env(BACKEND, {}))
+    assert config.database == url and config.pool_size == 1
+    rds = "postgresql://app:s3cret@cruddur.abc.us-east-1.rds.amazonaws.com:5432/cruddur?sslmode=require"
+    assert Config.from_env(container_env(BACKEND, {"DATABASE_URL": rds, "GUNICORN_THREADS": "4"})).pool_size == 4
 
 
 def test_frontend_service_serves_port_3000_with_the_backend_url_baked_in():

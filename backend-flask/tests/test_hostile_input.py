@@ -1,7 +1,8 @@
 """Hostile input: a corpus of wrong, malformed and malicious requests, sent twice.
 
-Once through the Flask test client (the app alone) and once as raw bytes over a real socket to the
-app under gunicorn (what a client on the network can actually send). For every case: never a 5xx;
+Once through the Flask test client (the app alone, every integration off) and once as raw bytes over
+a real socket to the app under gunicorn with all four integrations on, pointed at their stand-ins
+(what a client on the network can actually send, with telemetry in the path). For every case: never a 5xx;
 every 4xx the app answers is the JSON error shape `{"errors": [...], "message": ...}`; text that is
 stored comes back byte for byte when read again with GET.
 
@@ -21,6 +22,7 @@ import json
 import re
 import socket
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -28,6 +30,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.support.app_server import AppServer
+from tests.support.browser_exports import export_json, export_protobuf, json_span
 
 ONE_MIB = 1024 * 1024
 RELAY_MAX = 512 * 1024  # cruddur.telemetry.relay.MAX_BODY_BYTES
@@ -377,6 +380,32 @@ _raw_json_case("invalid-utf8-in-key", b'{"\xff": 1, "message": "x", "ttl": "1-da
 LONE_SURROGATES = {"high": "\\ud800", "low": "\\udfff", "embedded": "a\\ud800b", "reversed-pair": "\\udc00\\ud800"}
 
 
+def _nul_case(label: str, text: str):
+    def run(t: Transport):
+        # PostgreSQL's text cannot hold NUL: a message with one is refused on either database, and
+        # a handle, uuid or search term with one finds nothing (no 5xx from the driver).
+        crud = expect(t.post_json("/api/activities", {"message": "nul target", "ttl": "1-day"}), 200).json()
+        for path, body in (
+            ("/api/activities", {"message": text, "ttl": "1-day"}),
+            (f"/api/activities/{crud['uuid']}/reply", {"message": text}),
+            ("/api/messages", {"message": text, "user_receiver_handle": "londo"}),
+        ):
+            expect(t.post_json(path, body), 400, ["message_contains_nul"])
+        expect(t.post_json("/api/messages", {"message": "x", "user_receiver_handle": text}), 404, ["not_found"])
+        expect(t.post_json("/api/activities", {"message": "x", "ttl": text}), 422, ["ttl_blank"])
+        encoded = quote(text, safe="")
+        expect(t.get(f"/api/activities/@{encoded}"), 404, ["not_found"])
+        expect(t.get(f"/api/messages/@{encoded}"), 404, ["not_found"])
+        expect(t.get(f"/api/activities/{crud['uuid']}{encoded}"), 404, ["not_found"])
+        assert expect_search(t.get(f"/api/activities/search?term={encoded}")) in ([], None)
+
+    CORPUS.append(Case(f"nul-{label}", run))
+
+
+for _label, _text in {"alone": "\x00", "inside": "nul \x00 end", "after-handle": "worf\x00"}.items():
+    _nul_case(_label, _text)
+
+
 def _surrogate_case(endpoint: str, name: str, label: str, escaped: str):
     path, valid = POST_ENDPOINTS[endpoint]
     fields = {**valid, name: "@@"}
@@ -433,7 +462,7 @@ INJECTIONS = {
     "img-onerror": '<img src=x onerror="alert(1)"> &amp; &lt;b&gt;',
     "javascript-url": "javascript:alert(1)//</textarea></title>",
     "templates-and-formats": "{{7*7}} ${7*7} #{7*7} %s %n %x {0} <%= 7*7 %>",
-    "controls-and-nul": "nul \x00 bell \x07 esc \x1b[31m del \x7f end",
+    "controls": "bell \x07 esc \x1b[31m del \x7f unit-separator \x1f end",
     "rtl-and-zero-width": "\u202eevil\u202c \u200f\u200b\ufeff \u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627",
     "emoji-and-combining": "\U0001f680\U0001f469\u200d\U0001f4bb\U0001f1e8\U0001f1e6 e\u0301 \u0300\u0301\u0302",
     "backslashes-and-escapes": "\\ \\\\ \\u0000 \\n \\x00 \\' \\\"",
@@ -467,8 +496,8 @@ def _injection_case(label: str, text: str):
         expect(t.get(f"/api/messages/@{encoded}"), 404, ["not_found"])
 
         found = expect_search(t.get(f"/api/activities/search?term={encoded}"))
-        if found is not None and text.isascii() and "\x00" not in text:
-            # SQLite lower-cases ASCII only, and compares text up to a NUL: assert the match only there.
+        if found is not None and text.isascii():
+            # SQLite lower-cases ASCII only: assert the match only there.
             assert crud["uuid"] in {a["uuid"] for a in found}, found
 
         # Nothing was dropped or rewritten: the seed users and their cruds are all still there.
@@ -646,7 +675,15 @@ def _(t: HttpTransport):
 
 
 # -- headers -------------------------------------------------------------------------------------------
+# Trace headers a caller may send: none may cost a 5xx, and none is echoed in full by a log line.
+TRACE_HEADER_VALUES: list[str] = []
+
+
 def _header_case(id_: str, headers: dict, only: str | None = None):
+    TRACE_HEADER_VALUES.extend(
+        v for k, v in headers.items() if k.lower() in ("traceparent", "tracestate", "x-amzn-trace-id")
+    )
+
     def run(t: Transport):
         reply = expect(t.get("/api/activities/home", headers), 200)
         assert isinstance(reply.json(), list) and reply.json()
@@ -659,6 +696,35 @@ _header_case("header-traceparent-junk", {"traceparent": "00-" + "z" * 7000 + "-0
 _header_case("header-traceparent-zero-ids", {"traceparent": "00-" + "0" * 32 + "-" + "0" * 16 + "-01"})
 _header_case("header-tracestate-junk", {"tracestate": ",".join(f"k{i}=<script>" for i in range(500))})
 _header_case("header-xray-junk", {"X-Amzn-Trace-Id": "Root=" + "1-;" * 2000 + ";Parent=<x>;Sampled=9"})
+_TRACE = "6b09fd177c53a535e19af8e1438b6781"
+_XRAY_ROOT = "Root=1-6b09fd17-7c53a535e19af8e1438b6781"
+for _label, _headers in {
+    "traceparent-over-long": {"traceparent": f"00-{_TRACE}-b7ad6b7169203331-01" + "-00" * 2000},
+    "traceparent-version-ff": {"traceparent": f"ff-{_TRACE}-b7ad6b7169203331-01"},
+    "traceparent-future-version-extra": {"traceparent": f"cc-{_TRACE}-b7ad6b7169203331-01-what-ever"},
+    "traceparent-zero-trace": {"traceparent": "00-" + "0" * 32 + "-b7ad6b7169203331-01"},
+    "traceparent-zero-span": {"traceparent": f"00-{_TRACE}-" + "0" * 16 + "-01"},
+    "traceparent-upper-hex": {"traceparent": f"00-{_TRACE.upper()}-B7AD6B7169203331-01"},
+    "traceparent-twice": {"traceparent": f"00-{_TRACE}-b7ad6b7169203331-01,00-{_TRACE}-b7ad6b7169203332-00"},
+    "traceparent-non-ascii": {"traceparent": f"00-{_TRACE[:-1]}\u00e9-b7ad6b7169203331-01"},
+    "tracestate-5000": {"traceparent": f"00-{_TRACE}-b7ad6b7169203331-01", "tracestate": "k=" + "v" * 5000},
+    "tracestate-duplicate-keys": {"traceparent": f"00-{_TRACE}-b7ad6b7169203331-01", "tracestate": "a=1,a=2,b=3"},
+    "tracestate-non-ascii": {"traceparent": f"00-{_TRACE}-b7ad6b7169203331-01", "tracestate": "k=\u00fc\U0001f680"},
+    "tracestate-alone": {"tracestate": "k=v,other=" + "x" * 600},
+    "xray-over-long": {"X-Amzn-Trace-Id": _XRAY_ROOT + ";Self=" + "x" * 6000},
+    "xray-sampled-question": {"X-Amzn-Trace-Id": _XRAY_ROOT + ";Sampled=?"},
+    "xray-duplicate-keys": {"X-Amzn-Trace-Id": _XRAY_ROOT + ";Parent=53995c3f42cd8ad8;Parent=53995c3f42cd8ad9"},
+    "xray-zero-ids": {"X-Amzn-Trace-Id": "Root=1-00000000-000000000000000000000000;Parent=0000000000000000"},
+    "xray-old-root": {"X-Amzn-Trace-Id": "Root=1-0af76519-16cd43dd8448eb211c80319c;Parent=53995c3f42cd8ad8;Sampled=1"},
+    "xray-future-root": {"X-Amzn-Trace-Id": "Root=1-ffffffff-16cd43dd8448eb211c80319c;Sampled=1"},
+    "xray-no-equals": {"X-Amzn-Trace-Id": "Root;Parent;Sampled"},
+    "xray-non-ascii": {"X-Amzn-Trace-Id": "Root=1-6b09fd17-7c53a535e19af8e1438b678\u00e9;Sampled=1"},
+    "both-disagreeing": {
+        "traceparent": f"00-{_TRACE}-b7ad6b7169203331-00",
+        "X-Amzn-Trace-Id": _XRAY_ROOT + ";Sampled=1",
+    },
+}.items():
+    _header_case(f"trace-header-{_label}", _headers)
 _header_case("header-cookie-8000", {"Cookie": "session=" + "a" * 7990})
 _header_case("header-90-headers", {f"X-H{i}": "v" * 50 for i in range(90)})
 _header_case("header-origin-evil", {"Origin": "http://evil.example/<script>" + "x" * 1000})
@@ -853,26 +919,68 @@ def _relay(t: Transport, body: bytes, content_type: str | None = "application/x-
     return t.request("POST", TRACES, sent, body)
 
 
-def _relay_case(id_: str, status: int, body: bytes, content_type: str | None = "application/x-protobuf", **headers):
+def _relay_case(
+    id_: str,
+    status: int,
+    body: bytes,
+    content_type: str | None = "application/x-protobuf",
+    codes: list[str] | None = None,
+    **headers,
+):
     def run(t: Transport):
         reply = _relay(t, body, content_type, **headers)
         # 429 is a right answer too: the relay rate-limits each client, and the corpus is a burst.
         expect(reply, (status, 429))
         if reply.status == 429:
             assert int(reply.headers["retry-after"]) >= 1
+        elif codes is not None:
+            assert reply.json()["errors"] == codes, reply
         if reply.status == 204:
             assert reply.body == b""
 
     CORPUS.append(Case(f"relay-{id_}", run))
 
 
-_relay_case("random-bytes", 204, bytes(range(256)) * 64)
-_relay_case("truncated-protobuf", 204, b"\x0a\xff\xff\xff\xff\x0f")
-_relay_case("invalid-json", 204, b'{"resourceSpans": [', "application/json")
-_relay_case("json-wrong-shape", 204, b'{"resourceSpans": "<script>"}', "application/json")
+_JSON = "application/json"
+_MALFORMED = ["otlp_malformed"]
+_relay_case("random-bytes", 400, bytes(range(256)) * 64, codes=_MALFORMED)
+_relay_case("truncated-protobuf", 400, b"\x0a\xff\xff\xff\xff\x0f", codes=_MALFORMED)
+_relay_case("protobuf-group-tags", 400, b"\x0b" * 200 + b"\x0c" * 200, codes=_MALFORMED)
+_relay_case("protobuf-nested-too-deep", 400, b"\x0a\x7f" * 2000, codes=_MALFORMED)
+_relay_case("invalid-json", 400, b'{"resourceSpans": [', _JSON, codes=_MALFORMED)
+_relay_case("json-wrong-shape", 400, b'{"resourceSpans": "<script>"}', _JSON, codes=_MALFORMED)
+_relay_case("json-nested-100k", 400, b"[" * 100_000 + b"]" * 100_000, _JSON, codes=_MALFORMED)
+_relay_case("json-not-utf8", 400, b'{"resourceSpans": ["\xff\xfe"]}', _JSON, codes=_MALFORMED)
+_relay_case("json-kind-1e400", 400, export_json().replace(b'"kind": 3', b'"kind": 1e400'), _JSON, _MALFORMED)
+_relay_case("json-kind-nan", 400, export_json().replace(b'"kind": 3', b'"kind": NaN'), _JSON, _MALFORMED)
+_relay_case(
+    "json-time-overflows-uint64",
+    400,
+    export_json([json_span(startTimeUnixNano="9" * 30)]),
+    _JSON,
+    codes=_MALFORMED,
+)
+_relay_case(
+    "json-base64-ids", 400, export_json([json_span(traceId="W47/95gDgQPSabYzgT/GDA==")]), _JSON, ["otlp_invalid_id"]
+)
+_relay_case(
+    "another-service",
+    400,
+    export_protobuf(resource={"service.name": "backend-flask"}),
+    codes=["otlp_service_not_allowed"],
+)
+_relay_case("server-span", 400, export_json([json_span(kind=2)]), _JSON, ["otlp_span_kind_not_allowed"])
+_relay_case("frontend-json", 204, export_json(), _JSON)
+_relay_case("frontend-protobuf-identity-encoding", 204, export_protobuf(), **{"Content-Encoding": "identity"})
 _relay_case("empty", 204, b"")
-_relay_case("gzip-claimed-not-gzip", 204, b"not gzip at all", **{"Content-Encoding": "gzip"})
-_relay_case("exactly-512k", 204, b"\x00" * RELAY_MAX)
+_relay_case(
+    "gzip-claimed-not-gzip",
+    415,
+    b"not gzip at all",
+    codes=["unsupported_content_encoding"],
+    **{"Content-Encoding": "gzip"},
+)
+_relay_case("exactly-512k", 400, b"\x00" * RELAY_MAX, codes=_MALFORMED)
 _relay_case("over-512k", 413, b"\x00" * (RELAY_MAX + 1))
 _relay_case("text-plain", 415, b"spans", "text/plain")
 _relay_case("no-content-type", 415, b"spans", None)
@@ -894,7 +1002,7 @@ def _(t: HttpTransport):
 def _(t: Transport):
     statuses = set()
     for _ in range(30):
-        reply = expect(_relay(t, b"\x0a\x00"), (204, 429))
+        reply = expect(_relay(t, export_protobuf()), (204, 429))
         statuses.add(reply.status)
     assert 429 in statuses
 
@@ -916,9 +1024,19 @@ def test_flask_client(client, hostile: Case):
 
 
 @pytest.fixture(scope="module")
-def gunicorn_server(tmp_path_factory):
-    """One real gunicorn server for the module (1 sync worker, every integration off)."""
-    server = AppServer({}, workers=1, log_dir=tmp_path_factory.mktemp("hostile-gunicorn"))
+def secrets():
+    """Credentials unique to this run: finding one in a sink or a log line is a leak."""
+    tag = uuid.uuid4().hex
+    return {
+        "ROLLBAR_ACCESS_TOKEN": f"rollbar-token-{tag}",
+        "OTEL_EXPORTER_OTLP_HEADERS": f"x-honeycomb-team=honeycomb-key-{tag}",
+    }
+
+
+@pytest.fixture(scope="module")
+def gunicorn_server(tmp_path_factory, stand_ins, secrets):
+    """One real gunicorn server for the module (1 sync worker, all four integrations on)."""
+    server = AppServer({**stand_ins.env, **secrets}, workers=1, log_dir=tmp_path_factory.mktemp("hostile-gunicorn"))
     server.start()
     server.initial_workers = server.wait_for_workers()
     yield server
@@ -945,3 +1063,43 @@ def test_gunicorn_survived_the_corpus(gunicorn_server, http_transport):
     stderr = gunicorn_server.stderr_text()
     for sign in ("Traceback", "WORKER TIMEOUT", "Worker failed", "was sent SIGKILL"):
         assert sign not in stderr, stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_gunicorn_telemetry_survived_the_corpus(gunicorn_server, http_transport, stand_ins, secrets):
+    """Runs last: every integration still on, X-Ray got nothing it would refuse, no secret in any sink,
+    no traceback, and no log line echoes a trace header value in full."""
+    integrations = http_transport.get("/api/health-check").json()["integrations"]
+    for name in ("opentelemetry", "xray", "cloudwatch", "rollbar"):
+        assert integrations[name]["enabled"] is True, (name, integrations[name])
+    assert integrations["xray"]["rerooted"] > 0  # the old and future X-Ray roots
+    assert integrations["xray"]["contained_errors"] == 0
+    gunicorn_server.stop()  # flushes every integration
+    xray = stand_ins.xray
+    assert xray.segments(), "X-Ray got segments"
+    assert xray.rejected() == [], "documents X-Ray would refuse"
+    sink_texts = {
+        "opentelemetry": repr(stand_ins.otlp.spans()),
+        "xray": repr(xray.documents()),
+        "rollbar": repr(stand_ins.rollbar.payloads()) + repr(stand_ins.rollbar.headers()),
+        "cloudwatch": repr(stand_ins.moto.events(stand_ins.log_group)),
+        "stdout": gunicorn_server.stdout_text(),
+        "stderr": gunicorn_server.stderr_text(),
+    }
+    assert stand_ins.otlp.spans() and stand_ins.moto.events(stand_ins.log_group)
+    leaked = ["s3cret", secrets["ROLLBAR_ACCESS_TOKEN"], secrets["OTEL_EXPORTER_OTLP_HEADERS"].split("=", 1)[1]]
+    for sink, text in sink_texts.items():
+        for secret in leaked:
+            if sink == "rollbar" and secret == secrets["ROLLBAR_ACCESS_TOKEN"]:
+                continue  # the token authenticates each item: it is meant to reach Rollbar
+            assert secret not in text, (sink, secret)
+    logs = sink_texts["stdout"] + sink_texts["cloudwatch"] + sink_texts["stderr"]
+    assert "Traceback" not in logs
+    # Spans may record an exception the app handled (its stack trace is span data): only 4xx here.
+    server_spans = [s for s in stand_ins.otlp.spans() if s["kind"] == "SERVER"]
+    statuses = {
+        s["attributes"].get("http.response.status_code", s["attributes"].get("http.status_code")) for s in server_spans
+    }
+    assert statuses and all(isinstance(code, int) and code < 500 for code in statuses), statuses
+    echoed = [value[:80] for value in TRACE_HEADER_VALUES if len(value) > 300 and value in logs]
+    assert echoed == [], echoed

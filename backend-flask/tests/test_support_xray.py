@@ -2,6 +2,7 @@
 
 import json
 import socket
+import time
 
 import pytest
 from aws_xray_sdk.core import AWSXRayRecorder
@@ -94,6 +95,8 @@ def test_malformed_datagrams_are_kept_apart(xray_listener):
     with pytest.raises(ValueError):
         parse_datagram(b"no header")
     assert parse_datagram(b'{"format":"json","version":1}\n{"a":1}') == ({"format": "json", "version": 1}, {"a": 1})
+    assert len(xray_listener.rejected()) == 3
+    xray_listener.reset()
 
 
 def test_refuse_closes_the_port_and_ok_rebinds_it():
@@ -129,3 +132,90 @@ def test_sampling_api_answers_the_sdk_connector():
         assert json.loads(listener.sampling.requests()[1].body)["SamplingStatisticsDocuments"][0]["RuleName"] == (
             "cruddur"
         )
+
+
+def _valid_segment(**changes):
+    now = time.time()
+    segment = {
+        "name": "backend-flask",
+        "id": "53995c3f42cd8ad8",
+        "trace_id": f"1-{int(now):08x}-7c53a535e19af8e1438b6781",
+        "start_time": now - 0.01,
+        "end_time": now,
+        "in_progress": False,
+        "annotations": {"app_result_length": 3, "otel_trace_id": "x", "ok": True},
+        "subsegments": [
+            {"name": "home_activities", "id": "1a2b3c4d5e6f7a8b", "parent_id": "53995c3f42cd8ad8",
+             "start_time": now - 0.005, "end_time": now - 0.001, "in_progress": False}
+        ],
+    }  # fmt: skip
+    segment.update(changes)
+    return segment
+
+
+def _send(listener, document_text):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b'{"format":"json","version":1}\n' + document_text.encode(), ("127.0.0.1", listener.port))
+
+
+NOW = time.time()
+BROKEN = {
+    "trace id not 1-8-24 hex": _valid_segment(trace_id="1-6b09fd17-7c53a535e19af8e1438b678"),
+    "trace id upper-case hex": _valid_segment(trace_id=f"1-{int(NOW):08X}-7C53A535E19AF8E1438B6781"),
+    "trace id 31 days old": _valid_segment(trace_id=f"1-{int(NOW - 31 * 86400):08x}-7c53a535e19af8e1438b6781"),
+    "trace id an hour ahead": _valid_segment(trace_id=f"1-{int(NOW + 3600):08x}-7c53a535e19af8e1438b6781"),
+    "id of 15 hex digits": _valid_segment(id="53995c3f42cd8ad"),
+    "empty name": _valid_segment(name=""),
+    "name of 201 characters": _valid_segment(name="n" * 201),
+    "name with a comma": _valid_segment(name="GET /a,b"),
+    "no end_time and not in progress": _valid_segment(end_time=None, in_progress=False),
+    "end before start": _valid_segment(end_time=NOW - 1),
+    "start_time a string": _valid_segment(start_time="now"),
+    "annotation key with a dot": _valid_segment(annotations={"app.result": 1}),
+    "annotation value a list": _valid_segment(annotations={"values": [1, 2]}),
+    "subsegment parent_id not its parent": _valid_segment(
+        subsegments=[{**_valid_segment()["subsegments"][0], "parent_id": "0000000000000001"}]
+    ),
+    "subsegment of another trace": _valid_segment(
+        subsegments=[{**_valid_segment()["subsegments"][0], "trace_id": "1-6b09fd17-7c53a535e19af8e1438b6782"}]
+    ),
+}
+
+
+@pytest.mark.parametrize("rule", BROKEN)
+def test_the_listener_refuses_what_xray_refuses(rule):
+    with XRayListener() as listener:
+        _send(listener, json.dumps(_valid_segment()))
+        document = {k: v for k, v in BROKEN[rule].items() if v is not None}
+        _send(listener, json.dumps(document))
+        wait_for(lambda: listener.datagram_count == 2)
+        assert [d["id"] for d in listener.documents()] == ["53995c3f42cd8ad8"]  # the valid one
+        ((_, errors),) = listener.rejected()
+        assert errors, rule
+
+
+def test_the_listener_refuses_nan_oversize_and_orphan_subsegments():
+    with XRayListener() as listener:
+        _send(listener, json.dumps(_valid_segment(annotations={"ratio": float("nan")})))  # NaN is not JSON
+        _send(listener, json.dumps(_valid_segment(metadata={"default": {"pad": "x" * 64_000}})))
+        parent = _valid_segment()
+        orphan = {**parent["subsegments"][0], "type": "subsegment", "trace_id": parent["trace_id"]}
+        _send(listener, json.dumps(orphan))  # a subsegment sent on its own whose parent never arrives
+        wait_for(lambda: listener.datagram_count >= 2)
+        time.sleep(0.2)
+        assert len(listener.rejected()) == 3, listener.rejected()
+        _send(listener, json.dumps(parent))  # now the parent arrives: the subsegment has one
+        wait_for(lambda: len(listener.segments()) == 1)
+        assert len(listener.rejected()) == 2
+
+
+def test_what_the_sdk_sends_passes(xray_listener):
+    recorder = recorder_for(xray_listener, streaming_threshold=1)
+    recorder.begin_segment("backend-flask")
+    recorder.put_annotation("handle", "andrewbrown")
+    for index in range(3):
+        recorder.begin_subsegment(f"query-{index}")
+        recorder.end_subsegment()
+    recorder.end_segment()
+    wait_for(lambda: len(xray_listener.documents()) >= 2 and xray_listener.segments())
+    assert xray_listener.rejected() == []

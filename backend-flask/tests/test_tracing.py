@@ -46,7 +46,12 @@ def test_config_honeycomb_shortcut_and_standard_variables():
         Config.from_env({"CRUDDUR_ENV": "staging"})
 
 
-def test_request_spans_reach_the_receiver_with_resource_and_service_attributes(traced_app, otlp_receiver):
+def db_system(config) -> str:
+    """The OpenTelemetry db.system of the test's database."""
+    return "sqlite" if config.database.startswith("sqlite") else "postgresql"
+
+
+def test_request_spans_reach_the_receiver_with_resource_and_service_attributes(traced_app, otlp_receiver, config):
     response = traced_app.test_client().get("/api/activities/home")
     trace_id, span_id = traceresponse_ids(response)
     flush(traced_app)
@@ -63,7 +68,7 @@ def test_request_spans_reach_the_receiver_with_resource_and_service_attributes(t
     assert home["parent_span_id"] == span_id
     assert home["attributes"]["app.result_length"] == len(response.json)
     assert "app.now" in home["attributes"]
-    sql = [s for s in spans if s["attributes"].get("db.system") == "sqlite"]
+    sql = [s for s in spans if s["attributes"].get("db.system") == db_system(config)]
     assert sql and all(s["parent_span_id"] == home["span_id"] for s in sql)
     assert all("FROM activities" in s["attributes"]["db.statement"] for s in sql)
 
@@ -148,7 +153,7 @@ def xray_app(config, otlp_receiver, xray_listener):
     return create_app(config.replace(otlp_endpoint=otlp_receiver.url, xray_daemon_address=xray_listener.daemon_address))
 
 
-def test_xray_segment_shares_the_opentelemetry_trace(xray_app, otlp_receiver, xray_listener):
+def test_xray_segment_shares_the_opentelemetry_trace(xray_app, otlp_receiver, xray_listener, config):
     response = xray_app.test_client().get(
         "/api/activities/home", headers={"X-Amzn-Trace-Id": "Root=1-6b09fd17-7c53a535e19af8e1438b6781;Sampled=1"}
     )
@@ -163,19 +168,25 @@ def test_xray_segment_shares_the_opentelemetry_trace(xray_app, otlp_receiver, xr
     home = next(d for d in documents if d["name"] == "home_activities")
     assert home["annotations"]["app_result_length"] == len(response.json)
     sql = [d for d in documents if "sql" in d]
-    assert sql and all(d["sql"]["database_type"] == "sqlite" for d in sql)
+    database_type = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[db_system(config)]
+    assert sql and all(d["sql"]["database_type"] == database_type for d in sql)
+    if db_system(config) == "postgresql":  # the server's URL and user, never a password
+        assert all(d["sql"]["url"].startswith("postgresql://postgres@127.0.0.1:") for d in sql)
+        assert all(d["sql"]["user"] == "postgres" for d in sql)
     flush(xray_app)
     otel_ids = {s["span_id"] for s in wait_for(lambda: otlp_receiver.spans_for_trace(trace_id))}
     assert {d["id"] for d in documents} <= otel_ids  # every subsegment is an OpenTelemetry span
 
 
 def test_xray_continues_a_w3c_trace_with_the_callers_parent(xray_app, xray_listener):
+    w3c_trace = f"{int(time.time()):08x}" + W3C_TRACE[8:]  # an id X-Ray takes: its time is now
     response = xray_app.test_client().get(
-        "/api/activities/home", headers={"traceparent": f"00-{W3C_TRACE}-{W3C_PARENT}-01"}
+        "/api/activities/home", headers={"traceparent": f"00-{w3c_trace}-{W3C_PARENT}-01"}
     )
-    assert traceresponse_ids(response)[0] == W3C_TRACE
+    assert traceresponse_ids(response)[0] == w3c_trace
     segment = wait_for(lambda: xray_listener.segments())[0]
-    assert (segment["trace_id"], segment["parent_id"]) == (xray_trace_id(W3C_TRACE), W3C_PARENT)
+    assert (segment["trace_id"], segment["parent_id"]) == (xray_trace_id(w3c_trace), W3C_PARENT)
+    assert response.headers["X-Amzn-Trace-Id"] == f"Root={xray_trace_id(w3c_trace)};Sampled=1"
 
 
 def test_xray_unsampled_requests_send_nothing(xray_app, xray_listener):
@@ -253,5 +264,5 @@ def test_span_queue_is_bounded_by_configuration(config, otlp_receiver):
 
     app = create_app(config.replace(otlp_endpoint=otlp_receiver.url, span_queue_size=1000))
     processors = app.extensions["cruddur.tracer_provider"]._active_span_processor._span_processors
-    [processor] = [p for p in processors if isinstance(p, CountingBatchSpanProcessor)]
+    [processor] = [p.processor for p in processors if isinstance(p.processor, CountingBatchSpanProcessor)]
     assert processor._batch_processor._queue.maxlen == 1000

@@ -151,10 +151,16 @@ describe('Cruddur in Chromium', () => {
       if (isRelay(request)) relay.push(`${request.method()} failed: ${request.failure()?.errorText}`);
     });
     const homeRequest = traced.waitForRequest((r) => r.url().endsWith('/api/activities/home'));
+    const homeResponse = traced.waitForResponse((r) => r.url().endsWith('/api/activities/home'));
     await traced.goto(`${stack.frontendUrl}/`);
     const traceparent = (await (await homeRequest).allHeaders()).traceparent;
-    assert.match(traceparent ?? '', /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/, 'the API fetch carries traceparent');
+    assert.match(traceparent ?? '', /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/, 'the API fetch carries a sampled traceparent');
     const [, traceId, browserSpanId] = traceparent.split('-');
+    // X-Ray-compatible: the first 8 hex digits are the Unix time the browser started the trace.
+    const startedAt = parseInt(traceId.slice(0, 8), 16);
+    assert.ok(Math.abs(startedAt - Date.now() / 1000) < 60, `trace id ${traceId} is not dated now`);
+    const xrayTraceId = `1-${traceId.slice(0, 8)}-${traceId.slice(8)}`;
+    const responseHeaders = (await homeResponse).headers();
     await traced.getByText('Cloud is very fun!').waitFor();
 
     const spans = stack.receiver.spans;
@@ -190,7 +196,33 @@ describe('Cruddur in Chromium', () => {
     assert.equal(backendSpan.kind, 'SERVER');
     assert.equal(backendSpan.name, 'GET /api/activities/home');
     assert.equal(browserSpan.kind, 'CLIENT');
+    // The relay forwards the browser's resource as it is, and the page load (INTERNAL spans) too.
+    assert.deepEqual(browserSpan.resource, { 'service.name': 'frontend-react-js' });
+    const isPageLoad = (s) => serviceOf(s) === 'frontend-react-js' && s.name === 'documentLoad' && s.kind === 'INTERNAL';
+    await waitFor('the page-load span in the OTLP receiver', () => spans.find(isPageLoad), {
+      timeoutMs: 15000,
+      intervalMs: 250,
+    });
     assert.ok(relay.length > 0 && relay.every((line) => /^POST 2\d\d$|^OPTIONS 2\d\d$/.test(line)), `relay: ${relay}`);
+
+    // The same request in X-Ray: the browser decided "sampled", so the backend's segment is sent, under
+    // the browser's trace id (valid for X-Ray: dated now), as a child of the browser's span.
+    const segment = await waitFor('the X-Ray segment of the browser-started request', () =>
+      stack.xray.documents.find((d) => d.trace_id === xrayTraceId && !d.type),
+    );
+    assert.equal(segment.id, backendSpan.span_id);
+    assert.equal(segment.parent_id, browserSpanId);
+    assert.equal(segment.http.response.status, 200);
+    // The response headers carry the decision; the access-log line carries both ids.
+    assert.equal(responseHeaders.traceresponse, `00-${traceId}-${backendSpan.span_id}-01`);
+    assert.equal(responseHeaders['x-amzn-trace-id'], `Root=${xrayTraceId};Sampled=1`);
+    const access = stack.backend.accessLog.filter((r) => r.trace_id === traceId && r.path === '/api/activities/home');
+    assert.deepEqual(access.map((r) => [r.status, r.xray_trace_id]), [[200, xrayTraceId]]);
+  });
+
+  test('X-Ray got segments and not one document it would refuse', () => {
+    assert.ok(stack.xray.documents.length > 0, 'segments reached the X-Ray listener');
+    assert.deepEqual(stack.xray.rejected, []);
   });
 
   test('no page raised an uncaught error', () => {

@@ -1,6 +1,9 @@
 // Browser tracing: spans go to the backend's relay, which adds any vendor key server-side,
-// so no secret ever ships in this bundle.
+// so no secret ever ships in this bundle. Trace ids are X-Ray-compatible (their first 8 hex digits are
+// the Unix time): X-Ray refuses ids dated more than 30 days ago, and a request the browser starts is
+// continued by the backend's X-Ray segment under the same id.
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { AWSXRayIdGenerator } from '@opentelemetry/id-generator-aws-xray';
 import { registerInstrumentations } from '@opentelemetry/instrumentation';
 import { DocumentLoadInstrumentation } from '@opentelemetry/instrumentation-document-load';
 import { FetchInstrumentation } from '@opentelemetry/instrumentation-fetch';
@@ -10,6 +13,9 @@ import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 
 export const SERVICE_NAME = 'frontend-react-js';
 export const RELAY_PATH = '/api/telemetry/v1/traces';
+// Within what the relay accepts (64 attributes, 4 KiB per value), so one long URL never costs a
+// whole batch: 1,024 UTF-16 units are at most 3 KiB of UTF-8.
+export const SPAN_LIMITS = { attributeCountLimit: 64, attributeValueLengthLimit: 1024, attributePerEventCountLimit: 64 };
 
 function escapeRegExp(text) {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -35,6 +41,8 @@ export function initTracing(backendUrl) {
     const exporter = new OTLPTraceExporter({ url: exportUrl, timeoutMillis: 10000 });
     const provider = new WebTracerProvider({
       resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: SERVICE_NAME }),
+      idGenerator: new AWSXRayIdGenerator(),
+      spanLimits: SPAN_LIMITS,
       spanProcessors: [
         // Bounded queue: spans beyond it are dropped rather than growing memory.
         new BatchSpanProcessor(exporter, {

@@ -39,6 +39,9 @@ describe('initTracing against a loopback backend', () => {
     const apiCall = standIn.requests.find((r) => r.path === '/api/activities/home');
     const match = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(apiCall.headers.traceparent);
     expect(match, `traceparent: ${apiCall.headers.traceparent}`).not.toBeNull();
+    // X-Ray-compatible: the first 8 hex digits are the Unix time the trace started.
+    const startedAt = parseInt(match[1].slice(0, 8), 16);
+    expect(Math.abs(startedAt - Date.now() / 1000)).toBeLessThan(60);
 
     // The fetch span ends a moment after the response (it waits for resource timing).
     const relayed = () => standIn.requests.filter((r) => r.path === '/api/telemetry/v1/traces');
@@ -64,5 +67,16 @@ describe('initTracing against a loopback backend', () => {
     );
     expect(urlsTraced.some((url) => url.endsWith('/api/activities/home'))).toBe(true);
     expect(urlsTraced.some((url) => url.includes('/api/telemetry/'))).toBe(false);
+  });
+
+  it('keeps spans within the limits the relay accepts', async () => {
+    standIn = await startStandIn({ 'POST /api/telemetry/v1/traces': () => [204, undefined] });
+    tracing = initTracing(standIn.url);
+    const span = tracing.provider.getTracer('limits').startSpan('long', {
+      attributes: Object.fromEntries([['url.full', 'é'.repeat(5000)], ...Array.from({ length: 99 }, (_, i) => [`a${i}`, i])]),
+    });
+    span.end();
+    expect(Object.keys(span.attributes)).toHaveLength(64);
+    expect(new TextEncoder().encode(span.attributes['url.full']).length).toBeLessThanOrEqual(4096);
   });
 });

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..store import database_state
 from ..telemetry import status
 from . import config
 
@@ -13,9 +14,12 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/api/health-check")
 def health_check():
-    """Liveness plus the state of each telemetry integration, for the whole instance (no secrets)."""
+    """Liveness, whether the database answers ("ok" or "unavailable"), and each integration (no secrets).
+
+    The integrations' counters are the whole instance's (every gunicorn worker's, added up).
+    """
     settings = config()
-    body = {"success": True, "version": settings.code_version, "env": settings.env}
+    body = {"success": True, "version": settings.code_version, "env": settings.env, "database": database_state()}
     return jsonify(body | {"integrations": status.snapshot(current_app)})
 
 

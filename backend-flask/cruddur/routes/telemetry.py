@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, request
-from werkzeug.exceptions import TooManyRequests
+from werkzeug.exceptions import TooManyRequests, UnsupportedMediaType
 
-from ..telemetry.relay import MAX_BODY_BYTES, OTLP_CONTENT_TYPES, Batch
+from ..errors import BadBody
+from ..rate_limit import client_key
+from ..telemetry.browser_spans import RejectedExport
+from ..telemetry.relay import MAX_BODY_BYTES, OTLP_CONTENT_TYPES
 from . import config
 
 bp = Blueprint("telemetry", __name__, url_prefix="/api/telemetry")
@@ -16,14 +19,19 @@ def browser_traces():
     """Accept an OTLP export from the frontend and queue it for the vendor (204)."""
     if request.headers.get("Origin", "").rstrip("/") != config().frontend_url:
         abort(403, "Only the Cruddur frontend may send browser spans.")
-    content_type = request.mimetype
-    if content_type not in OTLP_CONTENT_TYPES:
+    if request.mimetype not in OTLP_CONTENT_TYPES:
         abort(415, "Send OTLP as application/x-protobuf or application/json.")
+    if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+        unsupported = UnsupportedMediaType("Send OTLP uncompressed; the browser exporter never compresses.")
+        unsupported.codes = ["unsupported_content_encoding"]
+        raise unsupported
     request.max_content_length = MAX_BODY_BYTES
     relay = current_app.extensions["cruddur.relay"]
-    wait = relay.limits.take(request.remote_addr or "unknown")
+    wait = relay.limits.take(client_key(request.remote_addr))
     if wait:
         raise TooManyRequests("Too many span exports; slow down.", retry_after=max(1, round(wait)))
-    body = request.get_data(cache=False)
-    relay.submit(Batch(body, content_type, request.headers.get("Content-Encoding")))
+    try:
+        relay.accept(request.get_data(cache=False), request.mimetype)
+    except RejectedExport as rejected:
+        raise BadBody(rejected.message, [rejected.code]) from None
     return "", 204

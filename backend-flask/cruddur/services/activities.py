@@ -9,7 +9,7 @@ from werkzeug.exceptions import NotFound
 from ..errors import ValidationFailed
 from ..store import Store, new_activity
 from ..telemetry.tracing import span
-from .validation import message_errors, text_field
+from .validation import message_errors, stored_text, text_field
 
 MAX_CHARS = 280
 # A search term is a few words; SQLite refuses very long LIKE patterns and very many of them.
@@ -90,7 +90,7 @@ def show_activity(store: Store, activity_uuid: str) -> dict:
 
 def create_activity(store: Store, acting_handle: str, body: dict) -> dict:
     """Post a crud as the acting user; 422 with every applicable code."""
-    message = text_field(body, "message")
+    message = stored_text(body, "message")
     ttl = text_field(body, "ttl")
     errors = message_errors(message, MAX_CHARS)
     if ttl not in TTLS:
@@ -110,7 +110,7 @@ def create_activity(store: Store, acting_handle: str, body: dict) -> dict:
 
 def reply_to_activity(store: Store, acting_handle: str, activity_uuid: str, body: dict) -> dict:
     """Reply to an unexpired crud as the acting user; the reply expires with its crud."""
-    message = text_field(body, "message")
+    message = stored_text(body, "message")
     errors = message_errors(message, MAX_CHARS)
     now = _now()
     with store.transaction():

@@ -8,7 +8,7 @@ from werkzeug.exceptions import NotFound
 
 from ..errors import ValidationFailed
 from ..store import Store
-from .validation import message_errors, text_field
+from .validation import message_errors, stored_text, text_field
 
 MAX_CHARS = 1024
 LIMIT = 100
@@ -37,7 +37,7 @@ def messages_with(store: Store, acting_handle: str, handle: str) -> list[dict]:
 
 def create_message(store: Store, acting_handle: str, body: dict) -> dict:
     """Send a message from the acting user, starting the conversation if needed."""
-    message = text_field(body, "message")
+    message = stored_text(body, "message")
     handle = text_field(body, "user_receiver_handle")
     errors = message_errors(message, MAX_CHARS)
     now = datetime.now(UTC)

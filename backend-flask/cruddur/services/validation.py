@@ -19,6 +19,15 @@ def text_field(body: dict, name: str) -> str | None:
     return value
 
 
+def stored_text(body: dict, name: str) -> str | None:
+    """A string field that will be stored: as `text_field`, and 400 when it holds a NUL character,
+    which PostgreSQL's text type cannot store (refused on SQLite too, so both databases agree)."""
+    value = text_field(body, name)
+    if value is not None and "\x00" in value:
+        raise BadBody(f"'{name}' must not contain the NUL character.", [f"{name}_contains_nul"])
+    return value
+
+
 def message_errors(message: str | None, max_chars: int) -> list[str]:
     """The error codes of a message: blank, or longer than max_chars characters."""
     if message is None or not message.strip():

@@ -6,10 +6,6 @@ import logging
 import threading
 import time
 
-# Set on a record once RateLimitFilter has decided about it: every handler then follows the same
-# decision and sees the same (shortened) record, however many handlers carry the filter.
-_DECIDED = "_cruddur_rate_limit_kept"
-
 
 class RateLimitedWarning:
     """Logs a warning at most once per `interval` seconds, saying how many were suppressed."""
@@ -40,10 +36,9 @@ class RateLimitFilter(logging.Filter):
 
     For SDK loggers that log every failed export with a stack trace (OpenTelemetry's exporter,
     the X-Ray SDK's emitter and pollers, watchtower, botocore): the first line of each kind is
-    kept, the rest counted. Records of other loggers pass untouched. Installed on handlers,
-    because a logger's own filters do not apply to records of its child loggers; one instance
-    serves every handler, and a record is judged once, so stdout and CloudWatch Logs receive the
-    same lines.
+    kept, the rest counted. Records of other loggers pass untouched. Installed on handlers (through
+    logs.LibraryRecordFilter, which judges each record once for all of them), because a logger's
+    own filters do not apply to records of its child loggers.
     """
 
     def __init__(self, prefixes: tuple[str, ...], interval: float = 60.0):
@@ -56,14 +51,6 @@ class RateLimitFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Keep the record if its kind was not logged within the interval; strip tracebacks."""
-        decided = record.__dict__.get(_DECIDED)
-        if decided is not None:
-            return decided
-        keep = self._judge(record)
-        record.__dict__[_DECIDED] = keep
-        return keep
-
-    def _judge(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith(self.prefixes):
             return True
         key = (record.name, str(record.msg))

@@ -8,6 +8,7 @@ and so does every log line. Export is the integration: it is on when an OTLP end
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
 import threading
 from contextlib import contextmanager
@@ -33,8 +34,10 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ..config import Config
+from .containment import ContainedSpanProcessor, Containment
 from .otlp_wire import WireOTLPSpanExporter
 from .propagation import RootAdoptingIdGenerator, XRayRootPropagator
+from .sampling import build_sampler
 from .shutdown import min_share, on_shutdown
 from .status import IntegrationStatus, announce, register
 
@@ -178,7 +181,12 @@ def build_provider(config: Config) -> TracerProvider:
     )
     # Our shutdown path flushes within gunicorn's graceful timeout; the SDK's own atexit hook
     # would wait up to 30 s per processor.
-    return TracerProvider(resource=resource, id_generator=RootAdoptingIdGenerator(), shutdown_on_exit=False)
+    return TracerProvider(
+        resource=resource,
+        id_generator=RootAdoptingIdGenerator(),
+        sampler=build_sampler(config.traces_sampler, config.traces_sampler_arg),
+        shutdown_on_exit=False,
+    )
 
 
 def _exporter(config: Config) -> tuple[SpanExporter | None, str]:
@@ -192,6 +200,18 @@ def _exporter(config: Config) -> tuple[SpanExporter | None, str]:
     return None, "no OTEL_EXPORTER_OTLP_ENDPOINT or HONEYCOMB_API_KEY"
 
 
+def _connection_instrumentor(provider: TracerProvider):
+    def instrument(conn):
+        """Every statement of this connection becomes a span (the maintained instrumentations)."""
+        if isinstance(conn, sqlite3.Connection):
+            return SQLite3Instrumentor.instrument_connection(conn, tracer_provider=provider)
+        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor  # imports psycopg: PostgreSQL only
+
+        return PsycopgInstrumentor.instrument_connection(conn, tracer_provider=provider)
+
+    return instrument
+
+
 def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
     """Trace every request; export spans when configured. Returns whether export is on."""
     config: Config = app.extensions["cruddur.config"]
@@ -202,13 +222,11 @@ def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
         processor = CountingBatchSpanProcessor(
             CountingExporter(exporter, status), max_queue_size=config.span_queue_size
         )
-        provider.add_span_processor(processor)
+        provider.add_span_processor(ContainedSpanProcessor(processor, Containment(status, log)))
         on_shutdown(app, 10, "opentelemetry", processor.shutdown_within)
     app.extensions["cruddur.tracer_provider"] = provider
     app.extensions["cruddur.tracer"] = provider.get_tracer(TRACER_NAME)
-    app.extensions["cruddur.instrument_connection"] = lambda conn: SQLite3Instrumentor.instrument_connection(
-        conn, tracer_provider=provider
-    )
+    app.extensions["cruddur.instrument_connection"] = _connection_instrumentor(provider)
 
     # Continue a W3C traceparent or an X-Ray header, whichever the caller sent, and answer with
     # `traceresponse`. These are process-wide by design of the OpenTelemetry API.

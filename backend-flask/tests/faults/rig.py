@@ -328,7 +328,7 @@ class FaultRun:
                 continue
             for name, state in json.loads(body).get("integrations", {}).items():
                 into = merged.setdefault(name, {"enabled": state["enabled"], "last_error_at": None})
-                for key in ("queued", "sent", "dropped", "failed"):
+                for key in ("queued", "sent", "dropped", "failed", "contained_errors"):
                     into[key] = max(into.get(key, 0), state.get(key) or 0)
                 into["last_error_at"] = into["last_error_at"] or state.get("last_error_at")
                 if state.get("last_error"):

@@ -92,8 +92,8 @@ def test_health_check_reports_every_integration(run):
         for name, state in integrations.items():
             assert set(state) >= STATUS_KEYS, name
             assert state["enabled"] is True, f"{name}: {state['reason']}"
-            # Any key beyond the fixed ones is a counter an integration names (e.g. "produced").
-            counters = [state[key] for key in set(state) - STATUS_KEYS | {"queued", "sent", "dropped", "failed"}]
+            # Beyond the common keys: integration-specific counts (rerooted, contained_errors, produced).
+            counters = [state[key] for key in ("queued", "sent", "dropped", "failed", *(set(state) - STATUS_KEYS))]
             assert all(isinstance(value, int) and value >= 0 for value in counters), (name, state)
 
 
@@ -103,6 +103,7 @@ def test_health_check_shows_the_outage(run):
         for name in INTEGRATIONS:
             state = health[name]
             assert state["sent"] > 0 and state["failed"] == 0 and state["dropped"] == 0, (name, state)
+            assert state.get("contained_errors", 0) == 0, (name, state)
             assert state["last_error_at"] is None, (name, state)
         return
     for name in MUST_FAIL[run.fault]:
@@ -127,6 +128,7 @@ def test_the_stand_ins_saw_the_outage(run):
     """The fault really was on: the sinks counted requests in that mode (and nothing stored when refused)."""
     summary = run.sinks_summary
     assert summary is not None
+    assert summary["xray_rejected"] == 0, "the app sent documents X-Ray would refuse"
     requests = summary["requests"]
     if run.fault in ("blackhole", "slow", "status500", "status429"):
         for sink in ("otlp", "rollbar", "cloudwatch"):

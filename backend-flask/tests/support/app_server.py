@@ -111,7 +111,7 @@ class AppServer:
         env.update(
             {
                 "PYTHONUNBUFFERED": "1",
-                "CRUDDUR_ENV": "test",
+                "CRUDDUR_ENV": "development",  # a new database gets the seed data
                 "DATABASE_URL": f"sqlite:///{self.db_path}",
                 "GUNICORN_WORKERS": str(self.workers),
                 # gunicorn >= 25 puts its control socket under XDG_RUNTIME_DIR (else ~/.gunicorn): one

@@ -168,7 +168,7 @@ class OTLPReceiver(FaultyHTTPServer):
         content_type = request.headers.get("content-type", "application/x-protobuf").lower()
         spans = spans_of(decode_request(request.body, content_type))
         with self._lock:
-            self._exports.append({"headers": request.headers, "span_count": len(spans)})
+            self._exports.append({"headers": request.headers, "span_count": len(spans), "body": request.body})
             self._spans.extend(spans)
             listeners = list(self._listeners)
         for span in spans:
@@ -202,7 +202,7 @@ class OTLPReceiver(FaultyHTTPServer):
         return [s for s in self.spans() if s["trace_id"] == trace_id]
 
     def exports(self):
-        """One entry per accepted export request: ``{"headers": {...}, "span_count": n}``."""
+        """One entry per accepted export request: ``{"headers": {...}, "span_count": n, "body": bytes}``."""
         with self._lock:
             return list(self._exports)
 

@@ -101,7 +101,7 @@ class Sinks:
         }
 
     def summary(self):
-        """Counts of what arrived: spans, segments, Rollbar items, log events, requests per mode."""
+        """Counts of what arrived: spans, segments, refused X-Ray documents, Rollbar items, log events, requests."""
         spans = self.otlp.spans()
         groups = {}
         try:
@@ -114,6 +114,7 @@ class Sinks:
             "server_spans": sum(1 for s in spans if s["kind"] == "SERVER"),
             "segments": len(self.xray.segments()),
             "xray_documents": len(self.xray.documents()),
+            "xray_rejected": self.xray.rejected_count,
             "rollbar_items": self.rollbar.item_count,
             "log_events": sum(v for v in groups.values() if isinstance(v, int)),
             "log_events_by_group": groups,

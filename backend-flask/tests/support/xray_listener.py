@@ -9,10 +9,25 @@ Optionally (``sampling_rules=[...]``) it also answers the daemon's TCP sampling 
 
 Modes: ``ok``; ``drop`` (datagrams are read and counted but not kept); ``refuse`` (the port is closed,
 as when no daemon runs; switching back rebinds the same port).
+
+It is as strict as X-Ray: every document is checked against X-Ray's documented rules (``document_errors``,
+each rule citing its source) and a document X-Ray would refuse is not kept as received but counted
+and kept apart (``rejected()``), so a test asserting ``rejected() == []`` proves X-Ray would take
+everything the app sent.
+
+    python -m tests.support.xray_listener --port 0
+
+runs it on its own: one JSON line with the address, then one line per document (``{"document": ...}``
+or ``{"rejected": ..., "errors": [...]}``).
 """
 
+import argparse
 import json
+import math
+import re
+import signal
 import socket
+import sys
 import threading
 import time
 
@@ -21,6 +36,117 @@ from tests.support.waiting import wait_for
 
 HEADER = {"format": "json", "version": 1}
 UDP_MODES = ("ok", "drop", "refuse")
+
+# -- X-Ray's rules -----------------------------------------------------------------------------------
+# "A segment document can be up to 64 kB" (X-Ray developer guide, "AWS X-Ray segment documents"); the
+# daemon reads one document per UDP datagram. Read strictly: 64,000 bytes (under 64 KiB as well).
+MAX_DOCUMENT_BYTES = 64_000
+# trace_id: "three numbers separated by hyphens ... the version number, 1 ... the time of the original
+# request, in Unix epoch time, in 8 hexadecimal digits ... a 96-bit identifier ... in 24 hexadecimal
+# digits" (X-Ray API reference, PutTraceSegments; developer guide, "Segment documents").
+TRACE_ID = re.compile(r"1-([0-9a-f]{8})-[0-9a-f]{24}")
+# "spans with an embedded timestamp more than 30 days ago are rejected" (opentelemetry-sdk-extension-aws,
+# AwsXRayIdGenerator, citing the developer guide's "Sending trace data to X-Ray": trace ids). The
+# time is that "of the original request", so one after the document arrives is refused as well,
+# beyond a clock-skew allowance.
+MAX_TRACE_AGE_SECONDS = 30 * 24 * 3600
+MAX_TRACE_FUTURE_SECONDS = 300
+# id, parent_id: "A 64-bit identifier ... in 16 hexadecimal digits" (PutTraceSegments; segment documents).
+ENTITY_ID = re.compile(r"[0-9a-f]{16}")
+# name: "The logical name of the service that handled the request, up to 200 characters ... Names can
+# contain Unicode letters, numbers, and whitespace, and the following symbols: _, ., :, /, %, &, #, =,
+# +, \\, -, @" (segment documents, "Segment fields").
+MAX_NAME_CHARS = 200
+NAME = re.compile(r"[\w\s.:/%&#=+\\\-@]+")
+# annotations: "Keys must be alphanumeric in order to work with filters. Underscore is allowed. Other
+# symbols and whitespace are not allowed" and values are "string, number, or Boolean" (segment
+# documents, "Annotations").
+ANNOTATION_KEY = re.compile(r"[A-Za-z0-9_]+")
+
+
+def _number(value):
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _entity_errors(entity, where, trace_id, parent):
+    """Errors of one segment or subsegment; ``parent`` is the enclosing entity (None at the top)."""
+    errors = []
+    name = entity.get("name")
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_CHARS or not NAME.fullmatch(name):
+        errors.append(f"{where}: name {str(name)[:60]!r} is not 1-200 characters of the allowed set")
+    if not isinstance(entity.get("id"), str) or not ENTITY_ID.fullmatch(entity["id"]):
+        errors.append(f"{where}: id {entity.get('id')!r} is not 16 hex digits")
+    # start_time, and "Specify either an end_time or in_progress" (PutTraceSegments).
+    start, end = entity.get("start_time"), entity.get("end_time")
+    if not _number(start) or start <= 0:
+        errors.append(f"{where}: start_time {start!r} is not epoch seconds")
+    if end is None:
+        if entity.get("in_progress") is not True:
+            errors.append(f"{where}: neither end_time nor in_progress")
+    elif not _number(end) or (_number(start) and end < start):
+        errors.append(f"{where}: end_time {end!r} is not epoch seconds at or after start_time")
+    if "trace_id" in entity and entity["trace_id"] != trace_id:
+        errors.append(f"{where}: trace_id {entity['trace_id']!r} differs from its document's {trace_id!r}")
+    # parent_id of a subsegment: "the ID of the subsegment's parent" (segment documents, "Subsegments").
+    if parent is not None and entity.get("parent_id", parent.get("id")) != parent.get("id"):
+        errors.append(f"{where}: parent_id {entity.get('parent_id')!r} is not its parent's id {parent.get('id')!r}")
+    if "parent_id" in entity and (
+        not isinstance(entity["parent_id"], str) or not ENTITY_ID.fullmatch(entity["parent_id"])
+    ):
+        errors.append(f"{where}: parent_id {entity['parent_id']!r} is not 16 hex digits")
+    annotations = entity.get("annotations", {})
+    if not isinstance(annotations, dict):
+        errors.append(f"{where}: annotations is not an object")
+        annotations = {}
+    for key, value in annotations.items():
+        if not ANNOTATION_KEY.fullmatch(key):
+            errors.append(f"{where}: annotation key {key[:60]!r} is not alphanumeric or _")
+        if not (isinstance(value, str | bool) or _number(value)):
+            errors.append(
+                f"{where}: annotation {key[:60]!r} is a {type(value).__name__}, not a string, number or boolean"
+            )
+    for index, child in enumerate(entity.get("subsegments", ())):
+        if not isinstance(child, dict):
+            errors.append(f"{where}.subsegments[{index}] is not an object")
+            continue
+        errors.extend(_entity_errors(child, f"{where}.subsegments[{index}]", trace_id, entity))
+    return errors
+
+
+def document_errors(document, now=None, size=0):
+    """Every rule of X-Ray's that ``document`` breaks (empty: X-Ray would take it).
+
+    The ``parent_id`` of a subsegment sent on its own names an entity of another document of the
+    same trace: ``XRayListener`` checks that across documents (``rejected``).
+    """
+    now = time.time() if now is None else now
+    if not isinstance(document, dict):
+        return ["the document is not a JSON object"]
+    errors = []
+    if size > MAX_DOCUMENT_BYTES:
+        errors.append(f"{size} bytes, over X-Ray's 64 kB (64,000 bytes) per document")
+    trace_id = document.get("trace_id")
+    match = TRACE_ID.fullmatch(trace_id) if isinstance(trace_id, str) else None
+    if match is None:
+        errors.append(f"trace_id {str(trace_id)[:60]!r} is not 1-<8 hex>-<24 hex>")
+    else:
+        epoch = int(match.group(1), 16)
+        if epoch < now - MAX_TRACE_AGE_SECONDS:
+            errors.append(f"trace_id {trace_id} is dated {int(now - epoch) // 86400} days ago, over X-Ray's 30")
+        elif epoch > now + MAX_TRACE_FUTURE_SECONDS:
+            errors.append(f"trace_id {trace_id} is dated {int(epoch - now)} s in the future")
+    if document.get("type") == "subsegment" and "parent_id" not in document:
+        errors.append("a subsegment sent on its own has no parent_id")
+    errors.extend(_entity_errors(document, document.get("type", "segment"), trace_id, None))
+    return errors
+
+
+def _strict_json(text):
+    # NaN and Infinity are not JSON (RFC 8259); Python's parser would take them.
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
 
 
 def sampling_rule(name, priority, fixed_rate, reservoir, service="*", arn_region="us-east-1"):
@@ -51,7 +177,7 @@ def parse_datagram(data):
     header = json.loads(header_line)
     if header != HEADER:
         raise ValueError(f"unexpected header {header!r}")
-    return header, json.loads(body)
+    return header, _strict_json(body)
 
 
 def flatten(document):
@@ -122,6 +248,8 @@ class XRayListener:
         self._lock = threading.RLock()
         self._documents = []
         self._malformed = []
+        self._rejected = []
+        self._echo = None
         self._datagram_count = 0
         self._sock = None
         self._thread = None
@@ -238,6 +366,25 @@ class XRayListener:
         with self._lock:
             return list(self._malformed)
 
+    def rejected(self):
+        """Everything X-Ray would refuse, as (document or bytes, [errors]): malformed datagrams, documents
+        breaking a rule, and subsegments sent on their own whose parent_id names no entity of their trace."""
+        with self._lock:
+            found = [(data, [error]) for data, error in self._malformed] + list(self._rejected)
+            documents = list(self._documents)
+        ids = {}
+        for document in documents:
+            ids.setdefault(document.get("trace_id"), set()).update(e.get("id") for e in flatten(document))
+        for document in documents:
+            if document.get("type") == "subsegment" and document.get("parent_id") not in ids[document.get("trace_id")]:
+                found.append((document, [f"parent_id {document.get('parent_id')!r} names no entity of its trace"]))
+        return found
+
+    @property
+    def rejected_count(self):
+        """How many documents (or datagrams) X-Ray would refuse."""
+        return len(self.rejected())
+
     @property
     def datagram_count(self):
         """Datagrams read, in any mode."""
@@ -249,6 +396,7 @@ class XRayListener:
         with self._lock:
             self._documents.clear()
             self._malformed.clear()
+            self._rejected.clear()
             self._datagram_count = 0
 
     def wait_for_segments(self, predicate=lambda segment: True, count=1, timeout=10.0):
@@ -300,11 +448,48 @@ class XRayListener:
                     _, document = parse_datagram(data)
                 except ValueError as error:
                     self._malformed.append((data, str(error)))
+                    self._emit({"rejected": data.decode("utf-8", "replace")[:2000], "errors": [str(error)]})
+                    continue
+                errors = document_errors(document, size=len(data) - len(data.split(b"\n", 1)[0]) - 1)
+                if errors:
+                    self._rejected.append((document, errors))
+                    self._emit({"rejected": document, "errors": errors})
                     continue
                 self._documents.append(document)
+                self._emit({"document": document})
+
+    def _emit(self, line):
+        if self._echo is not None:
+            self._echo(line)
 
 
 def _free_udp_port(host):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def main(argv=None):
+    """Run the listener until SIGTERM/SIGINT, printing each document as a JSON line."""
+    parser = argparse.ArgumentParser(description="An X-Ray daemon stand-in on loopback, as strict as X-Ray.")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    lock = threading.Lock()
+
+    def echo(line):
+        with lock:
+            print(json.dumps(line), flush=True)
+
+    with XRayListener(port=args.port) as listener:
+        listener._echo = echo
+        echo({"daemon_address": listener.daemon_address})
+        while not done.wait(0.2):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,5 +1,5 @@
 // Starts what the browser tests need, for real: the backend under gunicorn, the built frontend,
-// an OTLP receiver, and Debian's Chromium. Everything listens on 127.0.0.1 and is stopped by `stop()`.
+// an OTLP receiver, the X-Ray daemon stand-in (as strict as X-Ray), and Debian's Chromium. Everything listens on 127.0.0.1 and is stopped by `stop()`.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
@@ -152,16 +152,17 @@ export async function serveStatic(root, port) {
   };
 }
 
-/** The OTLP receiver from the backend's test support; collects every span it prints. */
-export async function startOtlpReceiver() {
-  const child = new Child('otlp receiver', path.join(BACKEND_DIR, '.venv/bin/python'), [
-    '-m',
-    'tests.support.otlp_receiver',
-    '--port',
-    '0',
-  ], { cwd: BACKEND_DIR, env: { ...process.env, PYTHONUNBUFFERED: '1' } });
-  const spans = [];
+/**
+ * Run one of the backend's stand-ins (`python -m <module> --port 0`): its first JSON line says where
+ * it listens, every later JSON line goes to `onRecord`. Resolves with that first line and the child.
+ */
+async function startStandIn(name, module, onRecord) {
+  const child = new Child(name, path.join(BACKEND_DIR, '.venv/bin/python'), ['-m', module, '--port', '0'], {
+    cwd: BACKEND_DIR,
+    env: { ...process.env, PYTHONUNBUFFERED: '1' },
+  });
   let ready;
+  let info;
   let timer;
   const started = new Promise((resolve) => (ready = resolve));
   child.stdoutLines.on('line', (line) => {
@@ -172,16 +173,20 @@ export async function startOtlpReceiver() {
       child.keep(line);
       return;
     }
-    if (parsed.url && !parsed.span_id) ready(parsed);
-    else spans.push(parsed);
+    if (info === undefined) {
+      info = parsed;
+      ready(parsed);
+    } else {
+      onRecord(parsed);
+    }
   });
-  const info = await Promise.race([
+  await Promise.race([
     started,
     child.exited.then(() => {
-      throw new Error(`the OTLP receiver exited before it was ready:\n${child.tail()}`);
+      throw new Error(`the ${name} exited before it was ready:\n${child.tail()}`);
     }),
     new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error('the OTLP receiver did not start')), 30000);
+      timer = setTimeout(() => reject(new Error(`the ${name} did not start`)), 30000);
     }),
   ])
     .catch(async (error) => {
@@ -189,8 +194,32 @@ export async function startOtlpReceiver() {
       throw error;
     })
     .finally(() => clearTimeout(timer));
+  return { info, child };
+}
+
+/** The OTLP receiver from the backend's test support; collects every span it prints. */
+export async function startOtlpReceiver() {
+  const spans = [];
+  const { info, child } = await startStandIn('OTLP receiver', 'tests.support.otlp_receiver', (span) =>
+    spans.push(span),
+  );
   progress(`OTLP receiver at ${info.url}`);
   return { url: info.url, spans, child, stop: () => child.stop() };
+}
+
+/**
+ * The backend's X-Ray daemon stand-in: every document it takes lands in `documents`, every one X-Ray
+ * would refuse in `rejected` (with the rules it breaks).
+ */
+export async function startXRayListener() {
+  const documents = [];
+  const rejected = [];
+  const { info, child } = await startStandIn('X-Ray listener', 'tests.support.xray_listener', (record) => {
+    if (record.document) documents.push(record.document);
+    else rejected.push(record);
+  });
+  progress(`X-Ray listener at ${info.daemon_address}`);
+  return { daemonAddress: info.daemon_address, documents, rejected, child, stop: () => child.stop() };
 }
 
 /** The real backend under gunicorn on a fresh SQLite database; resolves once it answers. */
@@ -209,11 +238,21 @@ export async function startBackend({ port, frontendUrl, dbDir, env = {} }) {
       DATABASE_URL: `sqlite:///${path.join(dbDir, 'e2e.db')}`,
       FRONTEND_URL: frontendUrl,
       BACKEND_URL: url,
-      CRUDDUR_ENV: 'test',
+      CRUDDUR_ENV: 'development', // seeds the new database: the pages have content
       ...env,
     },
   });
-  child.stdoutLines.on('line', (line) => child.keep(line));
+  const accessLog = [];
+  child.stdoutLines.on('line', (line) => {
+    child.keep(line);
+    if (line.includes('"cruddur.access"')) {
+      try {
+        accessLog.push(JSON.parse(line));
+      } catch {
+        // not a JSON line
+      }
+    }
+  });
   try {
     await waitFor('the backend health check', async () => {
       if (!child.running) throw new Error(`the backend exited:\n${child.tail()}`);
@@ -224,7 +263,7 @@ export async function startBackend({ port, frontendUrl, dbDir, env = {} }) {
     await child.stop();
     throw error;
   }
-  return { url, child, stop: () => child.stop() };
+  return { url, child, accessLog, stop: () => child.stop() };
 }
 
 /** Start receiver, backend, built frontend; `stop()` ends all of them, whatever started. */
@@ -247,6 +286,8 @@ export async function startStack() {
     stack.frontendUrl = `http://127.0.0.1:${frontendPort}`;
     stack.receiver = await startOtlpReceiver();
     stoppers.push(['the OTLP receiver', stack.receiver.stop]);
+    stack.xray = await startXRayListener();
+    stoppers.push(['the X-Ray listener', stack.xray.stop]);
     const backendUrl = `http://127.0.0.1:${backendPort}`;
     const dist = path.join(tmp, 'dist');
     const [backend] = await Promise.all([
@@ -254,7 +295,7 @@ export async function startStack() {
         port: backendPort,
         frontendUrl: stack.frontendUrl,
         dbDir: tmp,
-        env: { OTEL_EXPORTER_OTLP_ENDPOINT: stack.receiver.url },
+        env: { OTEL_EXPORTER_OTLP_ENDPOINT: stack.receiver.url, AWS_XRAY_DAEMON_ADDRESS: stack.xray.daemonAddress },
       }).then((started) => {
         stoppers.push(['the backend', started.stop]);
         return started;

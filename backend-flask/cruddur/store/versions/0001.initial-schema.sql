@@ -1,4 +1,7 @@
--- Cruddur schema. Portable SQL (SQLite and PostgreSQL): text uuids, ISO 8601 UTC text timestamps.
+-- Cruddur schema, version 1. Portable SQL (SQLite and PostgreSQL): text uuids, ISO 8601 UTC text
+-- timestamps of a fixed width (text order is time order on both databases).
+-- IF NOT EXISTS throughout: a SQLite database created before migrations existed (the same tables
+-- plus schema_meta, from the hand-written schema) adopts this version without a change.
 CREATE TABLE IF NOT EXISTS users (
   uuid TEXT PRIMARY KEY,
   handle TEXT NOT NULL UNIQUE,

@@ -1,23 +1,14 @@
-"""The store: every SQL statement lives here. SQLite through the standard library."""
+"""The queries: every SQL statement of the app, written once for SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
-import fcntl
-import logging
-import os
-import sqlite3
-import threading
-import uuid
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from importlib import resources
-from pathlib import Path
+from collections.abc import Callable
+from contextlib import suppress
+from datetime import datetime
 
-from flask import Flask, current_app, g
-
-from . import seed
-
-log = logging.getLogger(__name__)
+from .dialect import Database, in_transaction
+from .shapes import activity_row as _activity
+from .shapes import iso, new_uuid
 
 ACTIVITY_COLUMNS = """
   a.uuid, u.handle, u.display_name, a.message, a.created_at, a.expires_at,
@@ -26,49 +17,38 @@ ACTIVITY_COLUMNS = """
 MESSAGE_COLUMNS = "m.uuid, u.display_name, u.handle, m.message, m.created_at"
 
 
-def iso(moment: datetime) -> str:
-    """ISO 8601 UTC with a fixed width, so text order is time order."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
-
-
-def new_uuid() -> str:
-    """A random UUID as text."""
-    return str(uuid.uuid4())
-
-
-def connect(path: str) -> sqlite3.Connection:
-    """Open a connection tuned for a multi-process web server."""
-    if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    # Looked up on the module at call time so OpenTelemetry's sqlite3 instrumentation can wrap it.
-    conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA busy_timeout = 10000")
-    # In WAL mode NORMAL never corrupts the database and loses nothing when the app crashes; only
-    # a power cut can drop the last commits. FULL fsyncs every commit on the request path.
-    conn.execute("PRAGMA synchronous = NORMAL")
-    return conn
-
-
 class Store:
     """Queries over one connection; every method is one unit of work."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn, database: Database, unavailable: Callable[[Exception], Exception] | None = None):
+        """`conn` is a sqlite3 or psycopg connection of `database`; `unavailable(error)` turns an
+        outage error of the driver into the exception to raise (default: the driver's own)."""
         self.conn = conn
+        self.database = database
+        self.unavailable = unavailable
 
-    def _execute(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+    def _execute(self, sql: str, params: tuple = ()):
         # Through a cursor, so an instrumented connection (OpenTelemetry) sees every statement.
-        return self.conn.cursor().execute(sql, params)
+        try:
+            cursor = self.conn.cursor()
+            cursor.execute(self.database.sql(sql), params)
+            return cursor
+        except Exception as error:
+            if self.unavailable is not None and self.database.is_unavailable(error):
+                raise self.unavailable(error) from error
+            raise
 
-    # -- schema ---------------------------------------------------------------------------------
-    def create_schema(self) -> None:
-        """Create the tables if they do not exist."""
-        self.conn.executescript(resources.files(__package__).joinpath("schema.sql").read_text())
+    def ping(self) -> None:
+        """One trivial statement: raises when the database cannot answer."""
+        self._execute("SELECT 1").fetchone()
 
     def transaction(self):
-        """A write transaction that takes the database lock up front (no upgrade deadlocks)."""
+        """A write transaction (on SQLite it takes the write lock up front: no upgrade deadlocks)."""
         return _Transaction(self)
+
+    def applied_migrations(self) -> set[str]:
+        """The ids of the migrations yoyo-migrations recorded as applied (raises before its first run)."""
+        return {row["migration_id"] for row in self._execute("SELECT migration_id FROM _yoyo_migration")}
 
     def is_seeded(self) -> bool:
         """Whether the seed data has been written."""
@@ -80,8 +60,10 @@ class Store:
         self._execute("INSERT INTO schema_meta (key, value) VALUES ('seeded', ?)", (iso(when),))
 
     # -- users ----------------------------------------------------------------------------------
-    def user_by_handle(self, handle: str) -> sqlite3.Row | None:
+    def user_by_handle(self, handle: str):
         """The user with this handle, or None."""
+        if _unstorable(handle):
+            return None
         return self._execute("SELECT uuid, handle, display_name FROM users WHERE handle = ?", (handle,)).fetchone()
 
     def insert_user(self, handle: str, display_name: str, now: datetime) -> str:
@@ -92,6 +74,14 @@ class Store:
             (user_uuid, handle, display_name, iso(now)),
         )
         return user_uuid
+
+    def ensure_user(self, handle: str, display_name: str, now: datetime) -> None:
+        """Create the user unless one has this handle (several instances may try at once)."""
+        self._execute(
+            "INSERT INTO users (uuid, handle, display_name, created_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (handle) DO NOTHING",
+            (new_uuid(), handle, display_name, iso(now)),
+        )
 
     # -- activities -----------------------------------------------------------------------------
     def _activities(self, where: str, params: tuple, limit: int) -> list[dict]:
@@ -126,12 +116,16 @@ class Store:
 
     def search_activities(self, words: list[str], now: datetime, limit: int) -> list[dict]:
         """Unexpired activities whose message contains every word (case-insensitive)."""
+        if _unstorable(*words):
+            return []
         clauses = " AND ".join("LOWER(a.message) LIKE ? ESCAPE '\\'" for _ in words)
         params = tuple(f"%{_escape_like(w.lower())}%" for w in words)
         return self._activities(f"a.expires_at > ? AND {clauses}", (iso(now), *params), limit)
 
     def activity(self, activity_uuid: str, now: datetime) -> dict | None:
         """One unexpired activity, or None."""
+        if _unstorable(activity_uuid):
+            return None
         found = self._activities("a.uuid = ? AND a.expires_at > ?", (activity_uuid, iso(now)), 1)
         return found[0] if found else None
 
@@ -199,14 +193,18 @@ class Store:
         return row["uuid"] if row else None
 
     def insert_message_group(self, user_uuid: str, other_uuid: str, now: datetime) -> str:
-        """Start a conversation between two users; return its uuid."""
+        """Start a conversation between two users unless one exists; return its uuid.
+
+        Two first messages at once between the same pair: on PostgreSQL both transactions may see
+        no group; the second insert then waits for the first and does nothing, and reads its row.
+        """
         a, b = sorted((user_uuid, other_uuid))
-        group_uuid = new_uuid()
         self._execute(
-            "INSERT INTO message_groups (uuid, user_a_uuid, user_b_uuid, created_at) VALUES (?, ?, ?, ?)",
-            (group_uuid, a, b, iso(now)),
+            "INSERT INTO message_groups (uuid, user_a_uuid, user_b_uuid, created_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (user_a_uuid, user_b_uuid) DO NOTHING",
+            (new_uuid(), a, b, iso(now)),
         )
-        return group_uuid
+        return self.message_group_between(a, b)
 
     def messages(self, group_uuid: str, limit: int) -> list[dict]:
         """A conversation's latest messages, oldest first."""
@@ -217,7 +215,7 @@ class Store:
         ).fetchall()
         return [dict(row) for row in reversed(rows)]
 
-    def insert_message(self, group_uuid: str, user: sqlite3.Row, message: str, now: datetime) -> dict:
+    def insert_message(self, group_uuid: str, user, message: str, now: datetime) -> dict:
         """Store a message from `user` (a users row) and return it in the API's shape."""
         message_uuid = new_uuid()
         created_at = iso(now)
@@ -240,135 +238,25 @@ class _Transaction:
         self.store = store
 
     def __enter__(self):
-        self.store._execute("BEGIN IMMEDIATE")
+        self.store._execute(self.store.database.begin)
         return self.store
 
     def __exit__(self, exc_type, exc, tb):
-        self.store._execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type is None:
+            self.store._execute("COMMIT")
+        elif in_transaction(self.store.conn):
+            # When the connection is gone (an outage) the server has rolled back already; the
+            # error that is propagating says more than the failed ROLLBACK would.
+            with suppress(Exception):
+                self.store._execute("ROLLBACK")
         return False
+
+
+def _unstorable(*texts: str) -> bool:
+    # No stored text holds a NUL (PostgreSQL's text cannot; the services refuse it), so a key or a
+    # search word with one matches nothing; PostgreSQL would refuse it as a parameter.
+    return any("\x00" in text for text in texts)
 
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def new_activity(
-    user: sqlite3.Row, activity_uuid: str, message: str, now: datetime, expires_at: datetime, reply_to: str | None
-) -> dict:
-    """The API shape of an activity just inserted, built from what was written (no read-back)."""
-    activity = {
-        "uuid": activity_uuid,
-        "handle": user["handle"],
-        "display_name": user["display_name"],
-        "message": message,
-        "created_at": iso(now),
-        "expires_at": iso(expires_at),
-        "likes_count": 0,
-        "replies_count": 0,
-        "reposts_count": 0,
-        "replies": [],
-    }
-    if reply_to is not None:
-        activity["reply_to_activity_uuid"] = reply_to
-    return activity
-
-
-def _activity(row: sqlite3.Row) -> dict:
-    activity = {
-        "uuid": row["uuid"],
-        "handle": row["handle"],
-        "display_name": row["display_name"],
-        "message": row["message"],
-        "created_at": row["created_at"],
-        "expires_at": row["expires_at"],
-        "likes_count": row["likes_count"],
-        "replies_count": row["replies_count"],
-        "reposts_count": row["reposts_count"],
-        "replies": [],
-    }
-    if row["reply_to_activity_uuid"] is not None:
-        activity["reply_to_activity_uuid"] = row["reply_to_activity_uuid"]
-    return activity
-
-
-# -- Flask wiring ---------------------------------------------------------------------------------
-class Connections:
-    """One open connection per thread of a process, reused by every request that thread serves.
-
-    Opening a SQLite connection per request (file open, WAL index, PRAGMAs, schema parse, and a
-    checkpoint when the last one closes) cost about 15 % of a worker's CPU. A connection is
-    never shared between threads, and a process forked after one was opened opens its own.
-    """
-
-    def __init__(self, path: str, extensions: dict):
-        self.path = path
-        # Read when a connection opens: tracing (set up after the store) may wrap connections.
-        self.extensions = extensions
-        self._local = threading.local()
-
-    def get(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use."""
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid():
-            conn = connect(self.path)
-            instrument = self.extensions.get("cruddur.instrument_connection")
-            local.conn = instrument(conn) if instrument else conn
-            local.pid = os.getpid()
-        return local.conn
-
-
-def get_store() -> Store:
-    """The request's store, on this thread's connection."""
-    if "store" not in g:
-        g.store = Store(current_app.extensions["cruddur.connections"].get())
-    return g.store
-
-
-def release_store(_exc=None) -> None:
-    """End the request's use of the connection; a transaction left open (a bug) is rolled back."""
-    store = g.pop("store", None)
-    if store is not None and store.conn.in_transaction:
-        store.conn.rollback()
-
-
-@contextmanager
-def _one_process_at_a_time(database_path: str):
-    """Serialize schema setup across gunicorn workers starting together (a file lock beside the db).
-
-    Switching a new database to WAL needs an exclusive lock that SQLite's busy timeout does not
-    wait for, so two workers creating the same database could fail with "database is locked".
-    """
-    if database_path == ":memory:":
-        yield
-        return
-    Path(database_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{database_path}.init-lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def init_app(app: Flask, database_path: str, user_handle: str) -> None:
-    """Create the schema, seed once, make sure the acting user exists, and register teardown."""
-    app.extensions["cruddur.database_path"] = database_path
-    app.extensions["cruddur.connections"] = Connections(database_path, app.extensions)
-    app.teardown_appcontext(release_store)
-    with _one_process_at_a_time(database_path):
-        conn = connect(database_path)
-        try:
-            if database_path != ":memory:":
-                conn.execute("PRAGMA journal_mode = WAL")
-            store = Store(conn)
-            store.create_schema()
-            now = datetime.now(UTC)
-            with store.transaction():
-                if not store.is_seeded():
-                    seed.write(store, now)
-                    store.mark_seeded(now)
-                    log.info("seeded the database at %s", database_path)
-                if store.user_by_handle(user_handle) is None:
-                    store.insert_user(user_handle, user_handle, now)
-        finally:
-            conn.close()
