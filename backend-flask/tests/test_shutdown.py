@@ -83,7 +83,7 @@ def test_every_integration_on_fits_the_flush_count(config, otlp_receiver, rollba
         )
     )
     names = [name for _, name, _ in sorted(app.extensions["cruddur.shutdown"]._callbacks, key=lambda c: c[0])]
-    assert names[0] == "opentelemetry" and names[-1] == "cloudwatch"
+    assert names[-1] == "cloudwatch"  # logs go last
     assert len(names) <= MAX_FLUSHES
     handler = app.extensions["cruddur.cloudwatch"]
     app.extensions["cruddur.shutdown"].run()
