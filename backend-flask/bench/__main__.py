@@ -1,8 +1,8 @@
 """`python -m bench`: the telemetry overhead benchmark (see docs/performance.md).
 
-python -m bench                  # every configuration, 3 repeats (make bench)
-python -m bench --smoke          # seconds: bare and all four, once, tiny load (make bench-smoke)
-python -m bench --configs bare,all --repeats 5 --duration 10
+python -m bench                  # every configuration, 5 interleaved repeats (make bench)
+python -m bench --smoke          # seconds: off, bare, all four and stock, once, tiny load (make bench-smoke)
+python -m bench --configs off,bare,all,stock --repeats 5 --duration 10
 python -m bench --configs bare,all --database postgresql   # the store on PostgreSQL
 """
 
@@ -16,8 +16,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .report import markdown, summarize
-from .run import CONFIGS, ENDPOINTS, Settings, run
+from .report import markdown, summarize, targets
+from .run import CONFIGS, DATABASES, ENDPOINTS, Settings, run
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_DIR / "bench-output"
@@ -44,7 +44,7 @@ def parse_args(argv=None) -> tuple[Settings, bool]:
     parser.add_argument("--load-tool", choices=("wrk", "python"), default="wrk")
     parser.add_argument("--output-dir", type=Path, default=None)
     parser.add_argument(
-        "--database", choices=("sqlite", "postgresql"), default="sqlite", help="postgresql: as the tests find it"
+        "--database", choices=DATABASES, default=defaults.database, help="postgresql: as the tests find it"
     )
     args = parser.parse_args(argv)
     settings = replace(
@@ -59,7 +59,7 @@ def parse_args(argv=None) -> tuple[Settings, bool]:
         database=args.database,
     )
     if args.smoke:
-        configs = args.configs if args.configs != defaults.configs else ("bare", "all")
+        configs = args.configs if args.configs != defaults.configs else ("off", "bare", "all", "stock")
         settings = replace(
             settings,
             repeats=1,
@@ -86,6 +86,7 @@ def main(argv=None) -> int:
     results = run(settings, log=lambda line: print(line, flush=True))
     table = summarize(results)
     results["table"] = table
+    results["targets"] = targets(table)
     text = markdown(results, table)
     (settings.out_dir / "results.md").write_text(text)
     (settings.out_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -1,28 +1,44 @@
-"""Medians across repeats, ratios to bare, and the Markdown table."""
+"""Medians across repeats, ratios to `off` (no telemetry) and to `bare`, the targets, and the Markdown table."""
 
 from __future__ import annotations
 
 import statistics
 
 METRICS = ("cpu_ms_per_request", "rps", "p50_ms", "p99_ms", "rss_mb")
+BASELINES = ("off", "bare")
 LABELS = {
+    "off": "off (CRUDDUR_TELEMETRY=off)",
     "bare": "bare (no integrations)",
     "otlp": "OpenTelemetry → OTLP",
     "xray": "X-Ray",
     "cloudwatch": "CloudWatch Logs",
     "rollbar": "Rollbar",
     "all": "all four",
+    "stock": "stock wiring (all four)",
+}
+# (what, limit): checked on the medians of one interleaved run.
+TARGETS = {
+    "bare_cpu_x_off": 1.10,
+    "all_cpu_x_off": 1.6,
+    "all_overhead_share_of_stock": 0.5,
+    "all_p99_x_off": 2.0,
+}
+TARGET_LABELS = {
+    "bare_cpu_x_off": "bare CPU/request ≤ 1.10x off",
+    "all_cpu_x_off": "all four CPU/request ≤ 1.6x off (stretch 1.4x)",
+    "all_overhead_share_of_stock": "all four's CPU overhead over off ≤ half of stock's",
+    "all_p99_x_off": "all four p99 ≤ 2x off",
 }
 
 
 def summarize(results: dict) -> dict:
-    """{endpoint: {config: {metric: median, metric_x_bare: ratio, samples: n, no_loss: bool}}}."""
+    """{endpoint: {config: {metric: median, metric_x_off, metric_x_bare: ratios, samples, no_loss}}}."""
     by_key: dict[tuple[str, str], list[dict]] = {}
     for sample in results["samples"]:
         by_key.setdefault((sample["endpoint"], sample["config"]), []).append(sample)
     lost = {c["config"] for c in results["checks"] if any(not check["ok"] for check in c["checks"])}
-    if "sinks" in lost:  # a count over every server that reports there
-        lost |= {sample["config"] for sample in results["samples"] if sample["config"] != "bare"}
+    if "sinks" in lost:  # a count over every server of ours that reports there
+        lost |= {s["config"] for s in results["samples"] if s["config"] not in ("off", "bare", "stock")}
     table: dict[str, dict[str, dict]] = {}
     for (endpoint, config), samples in by_key.items():
         row = {metric: statistics.median(s[metric] for s in samples) for metric in METRICS}
@@ -30,12 +46,38 @@ def summarize(results: dict) -> dict:
         row["no_loss"] = config not in lost
         table.setdefault(endpoint, {})[config] = row
     for rows in table.values():
-        bare = rows.get("bare")
-        for row in rows.values():
-            for metric in METRICS:
-                base = bare[metric] if bare else 0
-                row[f"{metric}_x_bare"] = round(row[metric] / base, 2) if base else None
+        for baseline in BASELINES:
+            base_row = rows.get(baseline)
+            for row in rows.values():
+                for metric in METRICS:
+                    base = base_row[metric] if base_row else 0
+                    row[f"{metric}_x_{baseline}"] = round(row[metric] / base, 2) if base else None
     return table
+
+
+def targets(table: dict) -> dict:
+    """{endpoint: {target: {"value": ..., "limit": ..., "met": bool}}} for the endpoints that have the rows."""
+    found = {}
+    for endpoint, rows in table.items():
+        off, bare, every, stock = (rows.get(c) for c in ("off", "bare", "all", "stock"))
+        if off is None:
+            continue
+        values = {}
+        if bare:
+            values["bare_cpu_x_off"] = bare["cpu_ms_per_request_x_off"]
+        if every:
+            values["all_cpu_x_off"] = every["cpu_ms_per_request_x_off"]
+            values["all_p99_x_off"] = every["p99_ms_x_off"]
+        if every and stock:
+            stock_overhead = stock["cpu_ms_per_request"] - off["cpu_ms_per_request"]
+            all_overhead = every["cpu_ms_per_request"] - off["cpu_ms_per_request"]
+            share = round(all_overhead / stock_overhead, 2) if stock_overhead > 0 else None
+            values["all_overhead_share_of_stock"] = share
+        found[endpoint] = {
+            name: {"value": value, "limit": TARGETS[name], "met": value is not None and value <= TARGETS[name]}
+            for name, value in values.items()
+        }
+    return found
 
 
 def _ratio(value) -> str:
@@ -43,7 +85,7 @@ def _ratio(value) -> str:
 
 
 def markdown(results: dict, table: dict) -> str:
-    """The results as Markdown: one table per endpoint, then how it was measured."""
+    """The results as Markdown: one table per endpoint, the targets, then how it was measured."""
     meta = results["meta"]
     lines = []
     for endpoint, rows in table.items():
@@ -51,17 +93,36 @@ def markdown(results: dict, table: dict) -> str:
         lines += [
             f"#### {method_path}",
             "",
-            "| configuration | CPU ms/request | CPU vs bare | requests/s | p50 ms | p99 ms | p99 vs bare"
-            " | worker RSS MB | no loss |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |",
+            "| configuration | CPU ms/request | CPU vs off | CPU vs bare | requests/s | p50 ms | p99 ms | p99 vs off"
+            " | p99 vs bare | worker RSS MB | no loss |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |",
         ]
         for config in [c for c in LABELS if c in rows]:
             row = rows[config]
             lines.append(
-                f"| {LABELS[config]} | {row['cpu_ms_per_request']:.3f} | {_ratio(row['cpu_ms_per_request_x_bare'])}"
-                f" | {row['rps']:.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {_ratio(row['p99_ms_x_bare'])}"
+                f"| {LABELS[config]} | {row['cpu_ms_per_request']:.3f} | {_ratio(row['cpu_ms_per_request_x_off'])}"
+                f" | {_ratio(row['cpu_ms_per_request_x_bare'])} | {row['rps']:.0f} | {row['p50_ms']:.2f}"
+                f" | {row['p99_ms']:.2f} | {_ratio(row['p99_ms_x_off'])} | {_ratio(row['p99_ms_x_bare'])}"
                 f" | {row['rss_mb']:.1f} | {'yes' if row['no_loss'] else '**NO**'} |"
             )
+        lines.append("")
+    found = results.get("targets") or targets(table)
+    if any(found.values()):
+        endpoints = [e for e in table if found.get(e)]
+        lines += [
+            "| target | " + " | ".join(endpoints) + " |",
+            "| --- |" + " ---: |" * len(endpoints),
+        ]
+        for name, label in TARGET_LABELS.items():
+            cells = []
+            for endpoint in endpoints:
+                entry = found[endpoint].get(name)
+                if entry is None or entry["value"] is None:
+                    cells.append("-")
+                else:
+                    value = f"{entry['value']:.2f}" + ("" if name == "all_overhead_share_of_stock" else "x")
+                    cells.append(f"{value} {'met' if entry['met'] else '**missed**'}")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     lines.append(
         f"Medians of {meta['repeats']} interleaved repeats; {meta['duration_s']:g} s of load per endpoint at "

@@ -16,6 +16,7 @@ import platform
 import subprocess
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,16 +25,25 @@ from tests.support.postgres import create_database, drop_database, find_server
 
 from .load import LoadGenerator, LoadResult
 from .probes import AppLog, Sinks, cpu_seconds, rss_mb, wait_until
+from .stock_app import STATS_PATH as STOCK_STATS_PATH
 
-CONFIGS = ("bare", "otlp", "xray", "cloudwatch", "rollbar", "all")
+CONFIGS = ("off", "bare", "otlp", "xray", "cloudwatch", "rollbar", "all", "stock")
+ALL_FOUR = ("otlp", "xray", "cloudwatch", "rollbar")
 INTEGRATIONS = {
+    "off": (),
     "bare": (),
     "otlp": ("otlp",),
     "xray": ("xray",),
     "cloudwatch": ("cloudwatch",),
     "rollbar": ("rollbar",),
-    "all": ("otlp", "xray", "cloudwatch", "rollbar"),
+    "all": ALL_FOUR,
+    "stock": ALL_FOUR,
 }
+# `stock` is the same app built with CRUDDUR_TELEMETRY=off and wired as the course does (stock_app.py).
+STOCK = "stock"
+STOCK_SERVICE = "backend-flask-stock"
+OUR_SERVICE = "backend-flask"
+DATABASES = ("sqlite", "postgresql")
 NEW_CRUD = json.dumps({"message": "Benchmarking the cost of telemetry, one crud at a time.", "ttl": "7-days"})
 # name: (method, path, body)
 ENDPOINTS = {
@@ -87,7 +97,9 @@ class Sample:
 def app_env(config: str, sinks: Sinks | None) -> dict:
     """The environment that turns on exactly the integrations of `config`, pointed at the sinks."""
     on = INTEGRATIONS[config]
-    env = {}
+    env = {"CRUDDUR_TELEMETRY": "off"} if config in ("off", STOCK) else {}
+    if config == STOCK:
+        env["OTEL_SERVICE_NAME"] = STOCK_SERVICE
     if not on:
         return env
     sink_env = sinks.env
@@ -126,7 +138,12 @@ class Server:
         self.on = INTEGRATIONS[config]
         self.settings = settings
         env = app_env(config, sinks) | ({"DATABASE_URL": database_url} if database_url else {})
-        self.app = AppServer(env, workers=1, log_dir=settings.out_dir / "logs" / config)
+        self.app = AppServer(
+            env,
+            workers=1,
+            log_dir=settings.out_dir / "logs" / config,
+            app="bench.stock_app:build()" if config == STOCK else "app:app",
+        )
         self.cloudwatch = sinks.cloudwatch(log_group(config)) if "cloudwatch" in self.on else None
         self.worker = None
         self.log = None
@@ -204,19 +221,34 @@ def _sample(config, endpoint, repeat, cpu: float, served: int, result: LoadResul
     )
 
 
+def _service(server: Server) -> str:
+    return STOCK_SERVICE if server.config == STOCK else OUR_SERVICE
+
+
 def drain(servers: list[Server], sinks: Sinks | None) -> bool:
-    """Wait until the sinks hold every span and log line the servers have produced so far."""
+    """Wait until the sinks hold every span and log line the servers have produced so far.
+
+    Stock's CloudWatch handler sends every 60 s (watchtower's default): its events are checked
+    after its server has stopped (see `stock_checks`).
+    """
     if sinks is None:
         return True
     time.sleep(0.05)
     served = {s.config: dict(s.log.read()) for s in servers}
-    spans_expected = sum(sum(served[s.config].values()) for s in servers if "otlp" in s.on)
+    spans_expected: Counter[str] = Counter()
+    for server in servers:
+        if "otlp" in server.on:
+            spans_expected[_service(server)] += sum(served[server.config].values())
 
     def arrived() -> bool:
-        if spans_expected and sinks.stats()["server_spans"] < spans_expected:
+        by_service = sinks.stats()["server_spans_by_service"] if spans_expected else {}
+        if any(by_service.get(name, 0) < n for name, n in spans_expected.items()):
             return False
         return all(
-            s.cloudwatch.read()[path] >= n for s in servers if s.cloudwatch for path, n in served[s.config].items()
+            s.cloudwatch.read()[path] >= n
+            for s in servers
+            if s.cloudwatch and s.config != STOCK
+            for path, n in served[s.config].items()
         )
 
     return wait_until(arrived, DRAIN_TIMEOUT, interval=0.5)
@@ -226,35 +258,64 @@ def loss_checks(servers: list[Server], sinks: Sinks | None) -> dict:
     """Compare what each server answered with what reached the sinks; the app's own drop counters."""
     for server in servers:
         server.health = request_json(server.app.url + "/api/health-check")["integrations"]
+    stock = next((s for s in servers if s.config == STOCK), None)
+    stock_xray_sent = request_json(stock.app.url + STOCK_STATS_PATH)["xray_sent"] if stock else 0
     drain(servers, sinks)  # the health checks' own spans and log lines
     stats = sinks.stats() if sinks else {}
     totals = {"sinks": {k: v for k, v in stats.items() if k != "log_events_by_group"}}
-    otlp = [s for s in servers if "otlp" in s.on]
+    checks = totals["checks"] = []
+    ours = [s for s in servers if s.config != STOCK]
+    otlp = [s for s in ours if "otlp" in s.on]
     if otlp:
         served = sum(s.log.access_total for s in otlp)
-        check = {"check": "OTLP: one server span per request served", "expected": served}
-        check.update(actual=stats["server_spans"], ok=stats["server_spans"] == served)
-        totals["spans_per_request"] = round(stats["spans"] / served, 2) if served else None
-        totals["checks"] = [check]
-    xray = [s for s in servers if "xray" in s.on]
+        actual = stats["server_spans_by_service"].get(OUR_SERVICE, 0)
+        checks.append(_check("OTLP: one server span per request served", served, actual))
+        spans = stats["spans_by_service"].get(OUR_SERVICE, 0)
+        totals["spans_per_request"] = round(spans / served, 2) if served else None
+    xray = [s for s in ours if "xray" in s.on]
+    stock_segments = stats.get("segments_by_name", {}).get(STOCK_SERVICE, 0)
     if xray:
         sent = sum(s.health["xray"]["sent"] for s in xray)
-        check = {"check": "X-Ray: documents received == documents the apps sent", "expected": sent}
-        check.update(actual=stats["xray_documents"], ok=stats["xray_documents"] == sent)
-        totals.setdefault("checks", []).append(check)
-        check = {"check": "X-Ray: documents the stand-in refused (X-Ray's rules)", "expected": 0}
-        check.update(actual=stats["xray_rejected"], ok=stats["xray_rejected"] == 0)
-        totals["checks"].append(check)
+        actual = stats["xray_documents"] - stock_segments
+        checks.append(_check("X-Ray: documents received == documents the apps sent", sent, actual))
+        checks.append(_check("X-Ray: documents the stand-in refused (X-Ray's rules)", 0, stats["xray_rejected"]))
         served = sum(s.log.access_total for s in xray)
-        totals["xray_sampled_share"] = round(stats["segments"] / served, 3) if served else None
-    for server in servers:
+        segments = stats["segments_by_name"].get(OUR_SERVICE, 0)
+        totals["xray_sampled_share"] = round(segments / served, 3) if served else None
+    for server in ours:
         if server.cloudwatch:
             expected = dict(server.log.access_by_path)
             server._check("CloudWatch: access-log events by path", expected, dict(server.cloudwatch.access_by_path))
         for name, status in server.health.items():
             if status.get("enabled"):
                 server._check(f"{name}: dropped (app counter)", 0, status["dropped"])
+    if stock is not None:
+        stock_checks(stock, stats, stock_xray_sent, totals)
     return totals
+
+
+def stock_checks(stock: Server, stats: dict, xray_sent: int, totals: dict) -> None:
+    """Stock's own loss: every request a server span, every sent segment received, every log line shipped.
+
+    Its server is stopped first: watchtower ships what it holds when the worker exits.
+    """
+    served = stock.log.access_total
+    spans = stats["server_spans_by_service"].get(STOCK_SERVICE, 0)
+    stock._check("OTLP: one server span per request served", served, spans)
+    totals["stock_spans_per_request"] = round(stats["spans_by_service"].get(STOCK_SERVICE, 0) / served, 2)
+    segments = stats["segments_by_name"].get(STOCK_SERVICE, 0)
+    stock._check("X-Ray: segments received == segments sent", xray_sent, segments)
+    totals["stock_xray_sampled_share"] = round(segments / served, 3) if served else None
+    stock.stop()
+    stock.log.read()  # up to the stats request, logged before the worker exited
+    served = stock.log.access_total
+    reader = stock.cloudwatch
+    wait_until(lambda: reader.read() is not None and reader.events >= served, DRAIN_TIMEOUT, interval=0.5)
+    stock._check("CloudWatch: one after_request log event per request served", served, reader.events)
+
+
+def _check(what: str, expected, actual) -> dict:
+    return {"check": what, "expected": expected, "actual": actual, "ok": expected == actual}
 
 
 def run(settings: Settings, log=print) -> dict:

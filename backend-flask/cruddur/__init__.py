@@ -12,7 +12,6 @@ from . import api_request, errors, logs, store
 from .config import Config
 from .privacy import RedactQueryMiddleware
 from .routes import activities, health, messages, rollbar_test, telemetry
-from .telemetry import cloudwatch, relay, rollbar, shutdown, tracing, xray
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +38,37 @@ def create_app(config: Config | None = None) -> Flask:
         expose_headers=CORS_EXPOSE_HEADERS,
         max_age=600,
     )
-    for blueprint in (activities.bp, messages.bp, health.bp, rollbar_test.bp, telemetry.bp):
+    for blueprint in (activities.bp, messages.bp, health.bp, rollbar_test.bp):
         app.register_blueprint(blueprint)
+    if config.telemetry_on:
+        app.register_blueprint(telemetry.bp)
+        _init_telemetry(app)
+    else:
+        from .telemetry import switched_off
 
-    # Integrations, one module each; each installs nothing when its variable is unset, and imports
-    # its vendor's SDK only when it is on. Order: tracing first (the others read its trace ids).
+        switched_off(app)
+    if config.trusted_proxies:  # outside tracing, so spans, logs and rate limits see the real client
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies, x_proto=0)
+    # Outermost WSGI layer, so no instrumentation ever sees a credential in a URL.
+    app.wsgi_app = RedactQueryMiddleware(app.wsgi_app)
+    log.info(
+        "cruddur started",
+        extra={"env": config.env, "version": config.code_version, "telemetry": config.telemetry},
+    )
+    return app
+
+
+def _init_telemetry(app: Flask) -> None:
+    """Integrations, one module each; each installs nothing when its variable is unset.
+
+    Imported here, so CRUDDUR_TELEMETRY=off loads none of them; each imports its vendor's SDK only
+    when it is on. Order: tracing first (the others read its trace ids).
+    """
+    from .telemetry import cloudwatch, relay, rollbar, shutdown, tracing, xray
+
     tracing.init_app(app)
     cloudwatch.init_app(app)
     relay.init_app(app)
     rollbar.init_app(app)
     xray.init_app(app)
     shutdown.init_app(app)
-    if config.trusted_proxies:  # outside tracing, so spans, logs and rate limits see the real client
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies, x_proto=0)
-    # Outermost WSGI layer, so no instrumentation ever sees a credential in a URL.
-    app.wsgi_app = RedactQueryMiddleware(app.wsgi_app)
-    log.info("cruddur started", extra={"env": config.env, "version": config.code_version})
-    return app

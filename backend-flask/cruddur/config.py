@@ -13,6 +13,7 @@ REPO_DIR = BACKEND_DIR.parent
 # Every variable the app itself reads (the SDKs also read their standard OTEL_* and AWS_* variables).
 ENV_VARS = (
     "CRUDDUR_ENV",
+    "CRUDDUR_TELEMETRY",
     "DATABASE_URL",
     "DATABASE_POOL_SIZE",
     "DATABASE_CONNECT_TIMEOUT",
@@ -46,6 +47,7 @@ ENV_VARS = (
 )
 
 ENVIRONMENTS = ("development", "test", "production")
+TELEMETRY_SWITCH = ("on", "off")
 HONEYCOMB_ENDPOINT = "https://api.honeycomb.io"
 # gunicorn's own default: how long a worker has after SIGTERM before it is killed.
 DEFAULT_GRACEFUL_TIMEOUT = 30
@@ -88,6 +90,8 @@ class Config:
     """Settings of one app instance; `Config.from_env()` reads them, tests pass their own."""
 
     env: str = "development"
+    # "off": no trace context, no traceresponse, no integration (the benchmark's baseline).
+    telemetry: str = "on"
     database_url: str = ""
     # PostgreSQL only: connections per worker process (0: one per worker thread) and timeouts
     database_pool_size: int = 0
@@ -146,6 +150,9 @@ class Config:
         env = get("CRUDDUR_ENV", "development")
         if env not in ENVIRONMENTS:
             raise ValueError(f"CRUDDUR_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
+        telemetry = get("CRUDDUR_TELEMETRY", "on").lower()
+        if telemetry not in TELEMETRY_SWITCH:
+            raise ValueError(f"CRUDDUR_TELEMETRY must be on or off, not {telemetry!r}")
         trusted_proxies = get("CRUDDUR_TRUSTED_PROXIES", "0")
         if not (trusted_proxies.isascii() and trusted_proxies.isdigit()):
             raise ValueError(f"CRUDDUR_TRUSTED_PROXIES must be a whole number of proxies, not {trusted_proxies!r}")
@@ -157,6 +164,7 @@ class Config:
             headers.setdefault("x-honeycomb-team", honeycomb_key)
         return cls(
             env=env,
+            telemetry=telemetry,
             database_url=get("DATABASE_URL"),
             database_pool_size=int(get("DATABASE_POOL_SIZE", "0")),
             database_connect_timeout=float(get("DATABASE_CONNECT_TIMEOUT", "5")),
@@ -187,6 +195,11 @@ class Config:
             rollbar_endpoint=get("ROLLBAR_ENDPOINT"),
             rollbar_environment=get("ROLLBAR_ENVIRONMENT"),  # empty: CRUDDUR_ENV
         )
+
+    @property
+    def telemetry_on(self) -> bool:
+        """Whether the app traces requests and may run integrations (CRUDDUR_TELEMETRY, default on)."""
+        return self.telemetry != "off"
 
     @property
     def traces_url(self) -> str:

@@ -1,4 +1,4 @@
-"""`python -m bench --smoke` runs end to end: real gunicorn, real sinks, wrk (or the Python loader).
+"""`python -m bench --smoke` runs end to end: real gunicorn, real sinks, wrk (or the Python loader), off and stock.
 
 No timing assertions (this machine is noisy): only that every phase ran, produced numbers, and that
 the sinks received every span and log event the app produced.
@@ -29,7 +29,7 @@ def test_smoke_run_measures_both_endpoints_without_loss(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     samples = results["samples"]
     assert {(s["config"], s["endpoint"]) for s in samples} == {
-        (config, endpoint) for config in ("bare", "all") for endpoint in ("home", "post")
+        (config, endpoint) for config in ("off", "bare", "all", "stock") for endpoint in ("home", "post")
     }
     for sample in samples:
         assert sample["served"] > 0 and sample["cpu_seconds"] > 0
@@ -37,15 +37,26 @@ def test_smoke_run_measures_both_endpoints_without_loss(tmp_path):
         assert sample["rss_mb"] > 10
 
     by_config = {group["config"]: group["checks"] for group in results["checks"]}
-    assert set(by_config) == {"bare", "all", "sinks"}
+    assert set(by_config) == {"off", "bare", "all", "stock", "sinks"}
     assert all(check["ok"] for checks in by_config.values() for check in checks), by_config
     names = " ".join(check["check"] for check in by_config["all"] + by_config["sinks"])
     assert "OTLP" in names and "CloudWatch" in names and "X-Ray" in names
+    stock_names = " ".join(check["check"] for check in by_config["stock"])
+    assert "OTLP" in stock_names and "CloudWatch" in stock_names and "X-Ray" in stock_names
+    assert results["totals"]["stock_spans_per_request"] >= 1
     assert results["totals"]["spans_per_request"] > 1  # the server span and its children (service, SQL)
 
     table = results["table"]
     assert table["home"]["bare"]["cpu_ms_per_request_x_bare"] == 1.0
-    assert table["post"]["all"]["cpu_ms_per_request_x_bare"] is not None
+    assert table["home"]["off"]["cpu_ms_per_request_x_off"] == 1.0
+    assert table["post"]["all"]["cpu_ms_per_request_x_off"] is not None
+    assert set(results["targets"]["home"]) == {
+        "bare_cpu_x_off",
+        "all_cpu_x_off",
+        "all_overhead_share_of_stock",
+        "all_p99_x_off",
+    }
     markdown = (tmp_path / "results.md").read_text()
-    assert "| all four |" in markdown and "GET /api/activities/home" in markdown
-    assert "| all four |" in process.stdout
+    assert "| all four |" in markdown and "| stock wiring (all four) |" in markdown
+    assert "GET /api/activities/home" in markdown and "≤ half of stock's" in markdown
+    assert "| off (CRUDDUR_TELEMETRY=off) |" in process.stdout

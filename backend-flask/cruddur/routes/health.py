@@ -19,7 +19,8 @@ def health_check():
     The integrations' counters are the whole instance's (every gunicorn worker's, added up).
     """
     settings = config()
-    body = {"success": True, "version": settings.code_version, "env": settings.env, "database": database_state()}
+    body = {"success": True, "version": settings.code_version, "env": settings.env, "telemetry": settings.telemetry}
+    body["database"] = database_state()
     return jsonify(body | {"integrations": status.snapshot(current_app)})
 
 

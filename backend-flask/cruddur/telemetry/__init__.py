@@ -1,1 +1,21 @@
 """Telemetry integrations: one module each, each with init_app(app) -> bool."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from .status import IntegrationStatus, announce, register
+
+log = logging.getLogger(__name__)
+INTEGRATIONS = ("opentelemetry", "browser_relay", "cloudwatch", "rollbar", "xray")
+
+
+def switched_off(app: Flask) -> None:
+    """CRUDDUR_TELEMETRY=off: no tracer, no middleware, no handler, no thread; the health check says so."""
+    app.extensions["cruddur.tracer"] = None
+    for name in INTEGRATIONS:
+        status = IntegrationStatus(name, False, "CRUDDUR_TELEMETRY=off")
+        register(app, status)
+        announce(log, status)

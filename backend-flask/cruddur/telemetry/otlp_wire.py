@@ -1,23 +1,30 @@
 """OTLP trace export without the per-span protobuf objects: the same bytes, written directly.
 
 Measured (docs/performance.md): the SDK's `encode_spans` builds a protobuf object per span, per
-attribute and per value, ~53 us a span, 27 ms per 512-span batch, all of it holding the worker's
-GIL while requests wait (the p99 of an instrumented worker followed the export batches). This
-module writes the same `ExportTraceServiceRequest` in protobuf's wire format directly. It is
-tested to parse to exactly the message the SDK builds, for every field the SDK sets; anything it
-does not know how to write makes the batch go through the SDK's own encoder instead.
+attribute and per value, about twice the CPU of writing the wire format directly, all of it on the
+batch processor's thread holding the worker's GIL. `encode_request` writes the same
+`ExportTraceServiceRequest` bytes (a property-based test compares them byte for byte with the SDK's
+`encode_spans(...).SerializePartialToString()`); a value it does not know how to write makes the
+batch go through the SDK's encoder instead.
+
+`WireOTLPSpanExporter` is the SDK's OTLPSpanExporter. Its `export` is the SDK's own `export`
+function, run with its module's globals except `encode_spans` (see `_sdk_export_with`): transport,
+retries, size limit, metrics and logging stay the SDK's. That is the one library internal here,
+guarded: on an SDK version it was not verified against, or if the SDK's export no longer calls
+`encode_spans`, the exporter is the plain SDK exporter.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
+import types
 from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.exporter.otlp.proto.http._common import _is_request_too_large
+from opentelemetry.exporter.otlp.proto.http import trace_exporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanKind
 
 log = logging.getLogger(__name__)
@@ -170,25 +177,22 @@ def _scope(scope) -> bytes:
 
 
 def encode_request(spans) -> bytes:
-    """An ExportTraceServiceRequest for `spans`, grouped by resource and scope as the SDK does."""
-    resources: dict[int, tuple] = {}
+    """An ExportTraceServiceRequest for `spans`, grouped by resource and scope as the SDK does.
+
+    The SDK groups with the Resource and InstrumentationScope objects as dict keys, so equal
+    resources (and scopes) share one group, in order of first appearance; so does this.
+    """
+    groups: dict = {}
+    # Resource.__hash__ dumps its attributes as JSON: look each resource object up once.
+    by_object: dict[int, dict] = {}
     for span in spans:
         resource = span.resource
-        entry = resources.get(id(resource))
-        if entry is None:
-            entry = resources[id(resource)] = (resource, {})
-        scope = span.instrumentation_scope or None
-        key = (
-            None
-            if scope is None
-            else (scope.name, scope.version, scope.schema_url, tuple((scope.attributes or {}).items()))
-        )
-        scope_entry = entry[1].get(key)
-        if scope_entry is None:
-            scope_entry = entry[1][key] = (scope, [])
-        scope_entry[1].append(_len_field(T2_LEN, _span(span)))
+        scopes = by_object.get(id(resource))
+        if scopes is None:
+            scopes = by_object[id(resource)] = groups.setdefault(resource, {})
+        scopes.setdefault(span.instrumentation_scope or None, []).append(_len_field(T2_LEN, _span(span)))
     out = []
-    for resource, scopes in resources.values():
+    for resource, scopes in groups.items():
         scope_spans = b"".join(
             _len_field(
                 T2_LEN,
@@ -196,7 +200,7 @@ def encode_request(spans) -> bytes:
                 + b"".join(encoded)
                 + _string(T3_LEN, scope.schema_url if scope else None),
             )
-            for scope, encoded in scopes.values()
+            for scope, encoded in scopes.items()
         )
         body = (
             _len_field(T1_LEN, _attributes(T1_LEN, resource.attributes))
@@ -207,24 +211,66 @@ def encode_request(spans) -> bytes:
     return b"".join(out)
 
 
-class WireOTLPSpanExporter(OTLPSpanExporter):
-    """The SDK's OTLP/HTTP exporter (transport, retries, Retry-After, timeouts) with the direct encoder."""
+# opentelemetry-exporter-otlp-proto-http versions whose `export` was read and tested with this encoder.
+VERIFIED_EXPORTER_VERSIONS = ("1.45.",)
 
-    def export(self, spans) -> SpanExportResult:
-        """Encode with `encode_request` (the SDK's encoder for anything it does not write) and send."""
-        if self._shutdown:
-            return SpanExportResult.FAILURE
-        try:
-            data = encode_request(spans)
-        except (Unsupported, UnicodeEncodeError) as why:
-            log.debug("direct OTLP encoding declined (%s); using the SDK encoder", why)
-            data = encode_spans(spans).SerializePartialToString()
-        with self._metrics.export_operation(len(spans)) as result:
-            if _is_request_too_large(data, self._max_request_size):
-                log.warning("dropping a span batch of %d bytes: over max_request_size", len(data))
-                return SpanExportResult.FAILURE
-            export_result = self._client.export(data)
-            if not export_result.success:
-                result.error = export_result.error
-                return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+
+class _Encoded:
+    """What the SDK's export expects from `encode_spans`: a message it serialises."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def SerializePartialToString(self) -> bytes:  # the protobuf method's name
+        """The request's bytes."""
+        return self.data
+
+
+def encode_spans_directly(spans):
+    """`encode_spans`, written directly; the SDK's encoder for a batch this module does not write."""
+    try:
+        return _Encoded(encode_request(spans))
+    except (Unsupported, UnicodeEncodeError) as why:
+        log.debug("direct OTLP encoding declined (%s); using the SDK encoder", why)
+        return encode_spans(spans)
+
+
+def _exporter_version() -> str:
+    try:
+        return version("opentelemetry-exporter-otlp-proto-http")
+    except PackageNotFoundError:
+        return ""
+
+
+def _sdk_export_with(encoder):
+    """The SDK's OTLPSpanExporter.export, calling `encoder` where it calls `encode_spans`; None if unverified."""
+    sdk_export = OTLPSpanExporter.export
+    code = getattr(sdk_export, "__code__", None)
+    if (
+        not _exporter_version().startswith(VERIFIED_EXPORTER_VERSIONS)
+        or code is None
+        or "encode_spans" not in code.co_names
+        or getattr(trace_exporter, "encode_spans", None) is not encode_spans
+    ):
+        return None
+    namespace = {**sdk_export.__globals__, "encode_spans": encoder}
+    export = types.FunctionType(code, namespace, sdk_export.__name__, sdk_export.__defaults__, sdk_export.__closure__)
+    export.__kwdefaults__ = sdk_export.__kwdefaults__
+    return export
+
+
+_DIRECT_EXPORT = _sdk_export_with(encode_spans_directly)
+
+
+class WireOTLPSpanExporter(OTLPSpanExporter):
+    """The SDK's OTLP/HTTP exporter, encoding with `encode_request` where verified (module docstring)."""
+
+    direct = _DIRECT_EXPORT is not None
+
+    def export(self, spans):
+        """The SDK's export with the direct encoder, or the SDK's export as it is."""
+        if _DIRECT_EXPORT is None:
+            return super().export(spans)
+        return _DIRECT_EXPORT(self, spans)

@@ -7,6 +7,7 @@ and so does every log line. Export is the integration: it is on when an OTLP end
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import sys
@@ -14,7 +15,7 @@ import threading
 from contextlib import contextmanager
 
 from flask import Flask, current_app
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.propagators import (
     TraceResponsePropagator,
@@ -22,15 +23,18 @@ from opentelemetry.instrumentation.propagators import (
 )
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
 from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import NonRecordingSpan
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ..config import Config
@@ -159,6 +163,100 @@ class CountingBatchSpanProcessor(BatchSpanProcessor):
             log.warning("opentelemetry: %d spans not exported within %.1f s of shutdown; dropped", lost, seconds)
 
 
+class _SampledNotRecorded:
+    """A sampling decision: the span carries the sampled flag but records nothing.
+
+    The SDK's Tracer asks a decision only `is_sampled()` (the flag in the span's context) and
+    `is_recording()` (a recording span, or NonRecordingSpan); its Decision enum has no member for
+    this combination. `unconsumed_spans_supported()` checks that the SDK still treats it so.
+    """
+
+    __slots__ = ()
+
+    def is_sampled(self) -> bool:
+        """The span's context says "sampled": callers downstream follow the decision."""
+        return True
+
+    def is_recording(self) -> bool:
+        """Nothing records the span."""
+        return False
+
+    def __repr__(self) -> str:
+        return "SAMPLED_NOT_RECORDED"
+
+
+SAMPLED_NOT_RECORDED = _SampledNotRecorded()
+
+
+class UnconsumedSpansSampler(Sampler):
+    """The app's sampler, except that spans are not recorded while nothing would read them.
+
+    Until a span processor is added (an exporter, X-Ray's subsegments, a test's in-memory
+    exporter), a recording span would be built, filled and thrown away. Its ids and sampling
+    decision are what the app needs (traceresponse, log lines, outgoing traceparent), and a
+    NonRecordingSpan carries exactly those: same trace id, span id, flags and trace state.
+    """
+
+    def __init__(self, sampler: Sampler):
+        self.sampler = sampler
+        self.consumed = False
+
+    def should_sample(
+        self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None
+    ) -> SamplingResult:
+        """The wrapped sampler's decision; not recorded while unconsumed."""
+        result = self.sampler.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+        if self.consumed or not result.decision.is_recording():
+            return result
+        decision = SAMPLED_NOT_RECORDED if result.decision.is_sampled() else Decision.DROP
+        return SamplingResult(decision, None, result.trace_state)
+
+    def get_description(self) -> str:
+        """As in the SDK's samplers."""
+        return f"UnconsumedSpans{{{self.sampler.get_description()}}}"
+
+
+class LeanTracerProvider(TracerProvider):
+    """The SDK's TracerProvider; its spans are non-recording until a span processor is added."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if unconsumed_spans_supported():
+            self.sampler = self._gate = UnconsumedSpansSampler(self.sampler)
+        else:  # an SDK that would record them anyway: the plain provider
+            self._gate = None
+
+    @property
+    def spans_consumed(self) -> bool:
+        """Whether spans are recorded: a span processor was added (or the SDK is not one we checked)."""
+        return self._gate is None or self._gate.consumed
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        """Add a processor; from now on spans are recorded as the wrapped sampler decides."""
+        if self._gate is not None:
+            self._gate.consumed = True
+        super().add_span_processor(span_processor)
+
+
+@functools.cache
+def unconsumed_spans_supported() -> bool:
+    """Whether this SDK makes a NonRecordingSpan with the sampled flag for SAMPLED_NOT_RECORDED."""
+
+    class Sampled(Sampler):
+        def should_sample(self, *args, **kwargs) -> SamplingResult:
+            return SamplingResult(SAMPLED_NOT_RECORDED)
+
+        def get_description(self) -> str:
+            return "SampledNotRecorded"
+
+    try:
+        probe = TracerProvider(sampler=Sampled(), shutdown_on_exit=False).get_tracer(__name__).start_span("probe")
+        context = probe.get_span_context()
+    except Exception:
+        return False
+    return type(probe) is NonRecordingSpan and context.is_valid and context.trace_flags.sampled
+
+
 class _Stdout:
     """sys.stdout as it is when written to (ConsoleSpanExporter binds the stream at import)."""
 
@@ -181,7 +279,7 @@ def build_provider(config: Config) -> TracerProvider:
     )
     # Our shutdown path flushes within gunicorn's graceful timeout; the SDK's own atexit hook
     # would wait up to 30 s per processor.
-    return TracerProvider(
+    return LeanTracerProvider(
         resource=resource,
         id_generator=RootAdoptingIdGenerator(),
         sampler=build_sampler(config.traces_sampler, config.traces_sampler_arg),
@@ -202,7 +300,13 @@ def _exporter(config: Config) -> tuple[SpanExporter | None, str]:
 
 def _connection_instrumentor(provider: TracerProvider):
     def instrument(conn):
-        """Every statement of this connection becomes a span (the maintained instrumentations)."""
+        """Every statement of this connection becomes a span (the maintained instrumentations), if read.
+
+        Connections open on a thread's first request, after create_app has added every span
+        processor; with none, a statement's span would be built and thrown away.
+        """
+        if isinstance(provider, LeanTracerProvider) and not provider.spans_consumed:
+            return conn
         if isinstance(conn, sqlite3.Connection):
             return SQLite3Instrumentor.instrument_connection(conn, tracer_provider=provider)
         from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor  # imports psycopg: PostgreSQL only
@@ -232,7 +336,9 @@ def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
     # `traceresponse`. These are process-wide by design of the OpenTelemetry API.
     propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), XRayRootPropagator()]))
     set_global_response_propagator(TraceResponsePropagator())
-    FlaskInstrumentor().instrument_app(app, tracer_provider=provider)
+    # The app exports no metrics: the instrumentor's request counter and duration histogram would
+    # be recorded on the API's proxy instruments and thrown away. No-op instruments cost less.
+    FlaskInstrumentor().instrument_app(app, tracer_provider=provider, meter_provider=NoOpMeterProvider())
     # Outgoing HTTP calls made by application code. Telemetry's own calls (OTLP export, the
     # browser relay, Rollbar) run with instrumentation suppressed, so they never become spans.
     requests_instrumentor = RequestsInstrumentor()
@@ -247,5 +353,8 @@ def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
 def span(name: str, **attributes):
     """A span of the current request's trace, for service code: `with span("home_activities") as s`."""
     tracer = current_app.extensions["cruddur.tracer"]
+    if tracer is None:  # CRUDDUR_TELEMETRY=off
+        yield trace.INVALID_SPAN
+        return
     with tracer.start_as_current_span(name, attributes=attributes or None) as current:
         yield current

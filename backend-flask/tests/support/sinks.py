@@ -21,6 +21,7 @@ import json
 import signal
 import sys
 import threading
+from collections import Counter
 
 from tests.support.faulty_http import MODES, BadRequest, FaultyHTTPServer, Response
 from tests.support.moto_logs import MotoLogs
@@ -103,6 +104,7 @@ class Sinks:
     def summary(self):
         """Counts of what arrived: spans, segments, refused X-Ray documents, Rollbar items, log events, requests."""
         spans = self.otlp.spans()
+        segments = self.xray.segments()
         groups = {}
         try:
             for group in self.moto.log_groups():
@@ -112,7 +114,12 @@ class Sinks:
         return {
             "spans": len(spans),
             "server_spans": sum(1 for s in spans if s["kind"] == "SERVER"),
-            "segments": len(self.xray.segments()),
+            "spans_by_service": dict(Counter(s["resource"].get("service.name", "") for s in spans)),
+            "server_spans_by_service": dict(
+                Counter(s["resource"].get("service.name", "") for s in spans if s["kind"] == "SERVER")
+            ),
+            "segments": len(segments),
+            "segments_by_name": dict(Counter(d.get("name", "") for d in segments)),
             "xray_documents": len(self.xray.documents()),
             "xray_rejected": self.xray.rejected_count,
             "rollbar_items": self.rollbar.item_count,
