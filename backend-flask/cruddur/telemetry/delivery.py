@@ -20,7 +20,8 @@ from email.utils import parsedate_to_datetime
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from .status import IntegrationStatus, RateLimitedWarning
+from .ratelimit import RateLimitedWarning
+from .status import IntegrationStatus
 
 MAX_RETRY_AFTER_SECONDS = 3600.0
 
@@ -80,11 +81,12 @@ class BoundedSender:
         self._in_flight = 0
         self._paused_until = 0.0
         self._closed = False
+        self._gave_up = False  # flush ran out of time: a late result is no longer counted
         self._thread: threading.Thread | None = None
 
     def queued(self) -> int:
-        """Items waiting or being sent."""
-        return len(self._items) + self._in_flight
+        """Items waiting or being sent (one given up on at shutdown is no longer counted here)."""
+        return len(self._items) + (0 if self._gave_up else self._in_flight)
 
     def submit(self, item) -> bool:
         """Queue an item; False (counted as dropped) when the queue is full or closed."""
@@ -136,11 +138,18 @@ class BoundedSender:
         except Exception as error:
             self._failed(error, f"{type(error).__name__}: {error}")
         else:
-            self.status.record_sent()
+            with self._cond:
+                self._in_flight = 0  # before counting: the count publishes the queue length
+                if not self._gave_up:  # else flush already counted it as dropped
+                    self.status.record_sent()
 
     def _failed(self, error: BaseException | str, why: str) -> None:
-        self.status.record_error(error)
-        self.status.record_dropped()
+        with self._cond:
+            self._in_flight = 0
+            if self._gave_up:  # counted as dropped when flush gave up on it
+                return
+            self.status.record_error(error)
+            self.status.record_dropped()
         self._warning.warn("%s: delivery failed (%s); dropped", self.name, why)
 
     def flush(self, timeout: float) -> None:
@@ -154,9 +163,11 @@ class BoundedSender:
                 if left <= 0 or self._paused_until > deadline:
                     break
                 self._cond.wait(left)
-            left_behind = len(self._items)
+            # The item being sent, if any, is lost too: the process exits before its answer comes.
+            left_behind = len(self._items) + self._in_flight
             self._items.clear()
             self._closed = True
+            self._gave_up = True
             self._cond.notify_all()
         if left_behind:
             self.status.record_dropped(left_behind)
