@@ -8,7 +8,7 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import errors, logs, store
+from . import api_request, errors, logs, store
 from .config import Config
 from .privacy import RedactQueryMiddleware
 from .routes import activities, health, messages, rollbar_test, telemetry
@@ -28,6 +28,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["cruddur.integrations"] = {}
 
     logs.init_app(app)
+    api_request.init_app(app)
     errors.init_app(app)
     store.init_app(app, config)
     CORS(
@@ -60,10 +61,11 @@ def create_app(config: Config | None = None) -> Flask:
 def _init_telemetry(app: Flask) -> None:
     """Integrations, one module each; each installs nothing when its variable is unset.
 
-    Order: tracing first (the others read its trace ids).
+    Imported here, so CRUDDUR_TELEMETRY=off loads none of them; each imports its vendor's SDK only
+    when it is on. Order: tracing first (the others read its trace ids).
     """
     config: Config = app.extensions["cruddur.config"]
-    from .telemetry import metrics, relay, shutdown, tracing
+    from .telemetry import metrics, relay, rollbar, shutdown, tracing
 
     # Each transport is its own module, imported only when chosen: in otlp mode neither the X-Ray
     # SDK nor watchtower is loaded.
@@ -80,8 +82,6 @@ def _init_telemetry(app: Flask) -> None:
     tracing.init_app(app)
     cloudwatch.init_app(app)
     relay.init_app(app)
-    from .telemetry import rollbar
-
     rollbar.init_app(app)
     xray.init_app(app)
     shutdown.init_app(app)

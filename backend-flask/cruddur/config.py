@@ -48,6 +48,8 @@ ENV_VARS = (
     "ROLLBAR_ENDPOINT",
     "ROLLBAR_ENVIRONMENT",
     "CRUDDUR_CODE_VERSION",
+    "GUNICORN_GRACEFUL_TIMEOUT",
+    "PROMETHEUS_MULTIPROC_DIR",
 )
 
 ENVIRONMENTS = ("development", "test", "production")
@@ -57,6 +59,12 @@ CLOUDWATCH_TRANSPORTS = ("api", "otlp")  # watchtower -> PutLogEvents, or OTLP l
 HONEYCOMB_ENDPOINT = "https://api.honeycomb.io"
 # Honeycomb files metrics under a dataset named by this header (spans are filed by service name).
 HONEYCOMB_DATASET_HEADER = "x-honeycomb-dataset"
+# gunicorn's own default: how long a worker has after SIGTERM before it is killed.
+DEFAULT_GRACEFUL_TIMEOUT = 30
+# Of that time, what the telemetry flushes at exit may not use: the request in flight finishes
+# first, and the interpreter still has to exit.
+SHUTDOWN_MARGIN_FRACTION = 0.25
+SHUTDOWN_MARGIN_MIN_SECONDS = 2.0
 
 
 def _code_version() -> str:
@@ -108,6 +116,10 @@ class Config:
     max_content_length: int = 1024 * 1024
     # How many proxies in front append to X-Forwarded-For; 0 trusts none (the peer is the client).
     trusted_proxies: int = 0
+    # gunicorn's graceful_timeout (gunicorn.conf.py reads the same variable)
+    graceful_timeout: int = DEFAULT_GRACEFUL_TIMEOUT
+    # Where gunicorn's workers keep their counters, so any worker can report the instance's sums
+    prometheus_multiproc_dir: str = ""
 
     # OpenTelemetry
     service_name: str = "backend-flask"
@@ -147,7 +159,7 @@ class Config:
 
     @classmethod
     def from_env(cls, environ=None) -> Config:
-        """Build the configuration from environment variables, with the contract's defaults."""
+        """Build the configuration from environment variables, with the documented defaults."""
         e = os.environ if environ is None else environ
 
         def get(name: str, default: str = "") -> str:
@@ -197,6 +209,8 @@ class Config:
             frontend_url=get("FRONTEND_URL", "http://localhost:3000").rstrip("/"),
             backend_url=get("BACKEND_URL", "http://localhost:4567").rstrip("/"),
             code_version=get("CRUDDUR_CODE_VERSION") or _code_version(),
+            graceful_timeout=int(get("GUNICORN_GRACEFUL_TIMEOUT") or DEFAULT_GRACEFUL_TIMEOUT),
+            prometheus_multiproc_dir=get("PROMETHEUS_MULTIPROC_DIR"),
             service_name=service_name,
             otlp_endpoint=endpoint.rstrip("/"),
             otlp_traces_endpoint=get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
@@ -242,6 +256,12 @@ class Config:
         if self.otlp_metrics_endpoint:
             return self.otlp_metrics_endpoint
         return f"{self.otlp_endpoint}/v1/metrics" if self.otlp_endpoint else ""
+
+    @property
+    def shutdown_budget(self) -> float:
+        """Seconds the telemetry flushes at exit may take together: graceful_timeout less a margin."""
+        margin = max(SHUTDOWN_MARGIN_MIN_SECONDS, self.graceful_timeout * SHUTDOWN_MARGIN_FRACTION)
+        return max(self.graceful_timeout - margin, 0.5)
 
     @property
     def database(self) -> str:

@@ -9,7 +9,7 @@ import time
 
 from flask import Flask, g, request
 
-from .telemetry.status import RateLimitFilter
+from .telemetry.ratelimit import RateLimitFilter
 
 ACCESS_LOGGER = "cruddur.access"
 # Libraries that log a line (often with a traceback) per failed export or poll: at most one line
@@ -100,6 +100,13 @@ class StdoutHandler(logging.StreamHandler):
         pass
 
 
+def _equip(handler: logging.Handler, library_filter: LibraryRecordFilter) -> logging.Handler:
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(TraceContextFilter())
+    handler.addFilter(library_filter)
+    return handler
+
+
 def configure(level: int = logging.INFO) -> logging.Handler:
     """Send the root logger to stdout as JSON lines (once per process)."""
     root = logging.getLogger()
@@ -108,12 +115,19 @@ def configure(level: int = logging.INFO) -> logging.Handler:
             return handler
     handler = StdoutHandler()
     handler._cruddur = True
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(TraceContextFilter())
-    handler.addFilter(LibraryRecordFilter())
-    root.addHandler(handler)
+    handler._cruddur_library_filter = LibraryRecordFilter()
+    root.addHandler(_equip(handler, handler._cruddur_library_filter))
     root.setLevel(level)
     return handler
+
+
+def prepare(handler: logging.Handler) -> logging.Handler:
+    """Give another handler what the stdout one has: the JSON line, trace ids and the rate limit.
+
+    The library filter is the stdout handler's own: a record is judged once, so every destination
+    gets the same lines, with the same tracebacks stripped.
+    """
+    return _equip(handler, configure()._cruddur_library_filter)
 
 
 def _start_timer() -> None:

@@ -1,4 +1,4 @@
-"""The HTTP API of the contract, driven through the Flask test client on a real SQLite file."""
+"""The HTTP API (openapi.yaml), driven through the Flask test client on a real SQLite file."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_health_check(client):
     assert r.json["success"] is True
 
 
-def test_home_is_seeded_newest_first_with_contract_shape(client):
+def test_home_is_seeded_newest_first_with_the_documented_shape(client):
     feed = client.get("/api/activities/home").json
     assert len(feed) >= 5
     assert {a["handle"] for a in feed} <= SEED_HANDLES

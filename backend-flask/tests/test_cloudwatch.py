@@ -6,6 +6,8 @@ and never answers (blackhole). Each test removes and closes its handler so nothi
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
 import os
 import socket
@@ -13,9 +15,10 @@ import time
 import urllib.request
 
 import pytest
+import watchtower
 
 from cruddur import create_app
-from cruddur.telemetry.cloudwatch import BoundedCloudWatchHandler
+from cruddur.telemetry.cloudwatch_handler import BoundedCloudWatchHandler
 from cruddur.telemetry.status import IntegrationStatus
 from tests.support.faulty_http import FaultyHTTPServer, closed_port
 from tests.support.moto_logs import FAKE_CREDENTIALS, REGION
@@ -183,11 +186,12 @@ def test_aws_sdk_and_own_records_are_never_shipped(cloudwatch_app, moto_logs, lo
     excluded.append("cruddur.telemetry.cloudwatch")
     for name in excluded:
         logging.getLogger(name).warning("excluded-marker from %s", name)
-    logging.getLogger("botocore_lookalike").warning("kept-marker")
+    # A message of its own per run: the library rate limit is per process and per message text.
+    logging.getLogger("botocore_lookalike").warning(f"kept-marker {log_group}")
     assert handler.flush(10)
     assert handler.flush(10)  # a second batch: the first one's botocore DEBUG lines had their chance
     records = moto_logs.records(log_group)
-    assert any(r["message"] == "kept-marker" for r in records)
+    assert any(r["message"] == f"kept-marker {log_group}" for r in records)
     assert not [r for r in records if "excluded-marker" in r["message"]]
     assert not [r for r in records if r["logger"].split(".")[0] in {"botocore", "urllib3", "boto3"}]
 
@@ -240,3 +244,125 @@ def test_each_gunicorn_worker_ships_its_own_stream(app_server_factory, moto_logs
     started = [e for e in events if (e["json"] or {}).get("message") == "cruddur started"]
     streams = {e["logStreamName"] for e in started}
     assert streams == {f"backend-flask/{socket.gethostname()}/{pid}" for pid in workers}
+
+
+# -- what this app relies on in watchtower (fails when a watchtower release changes it) ------------
+
+
+def test_every_watchtower_internal_we_rely_on_is_there_with_its_shape():
+    from cruddur.telemetry.cloudwatch_handler import WATCHTOWER_INTERNALS
+
+    base = watchtower.CloudWatchLogHandler
+    assert base.FLUSH != base.END and isinstance(base.FLUSH_TIMEOUT, int | float)
+    assert list(inspect.signature(base._dequeue_batch).parameters) == [
+        "self",
+        "my_queue",
+        "stream_name",
+        "send_interval",
+        "max_batch_size",
+        "max_batch_count",
+    ]
+    assert list(inspect.signature(base._submit_batch).parameters) == ["self", "batch", "log_stream_name", "max_retries"]
+    assert list(inspect.signature(base._get_stream_name).parameters) == ["self", "message"]
+    options = inspect.signature(base.__init__).parameters
+    assert {"send_interval", "max_batch_size", "max_batch_count", "boto3_client", "create_log_group"} <= set(options)
+    handler = base(boto3_client=object(), create_log_group=False)  # no AWS call without a log group to create
+    assert (handler.queues, handler.threads, handler.shutting_down, handler.creating_log_stream) == (
+        {},
+        [],
+        False,
+        False,
+    )
+    for entry in WATCHTOWER_INTERNALS:
+        for name in entry.removeprefix("CloudWatchLogHandler.").split("(")[0].split(" / "):
+            assert hasattr(handler, name), entry
+
+
+def test_construction_makes_no_aws_call_and_builds_no_client(aws_env):
+    aws_env(f"http://127.0.0.1:{closed_port()}")
+    status = IntegrationStatus("cloudwatch", True, "test")
+    handler = BoundedCloudWatchHandler("no-call", "backend-flask", status)
+    try:
+        assert handler._client._client is None  # built by the sender thread, on first use
+        assert handler.queues == {} and handler.threads == []
+    finally:
+        handler.shutdown(0)
+
+
+def test_one_queue_and_one_sender_per_process_and_lines_leave_without_a_flush(aws_env, moto_logs, log_group):
+    """watchtower's sender, not woken per record, still sends what is queued within two intervals."""
+    aws_env(moto_logs.endpoint)
+    status = IntegrationStatus("cloudwatch", True, "test")
+    handler = BoundedCloudWatchHandler(log_group, "backend-flask", status, send_interval=0.5)
+    logger = logging.getLogger("tests.cloudwatch.interval")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        started = time.monotonic()
+        for i in range(30):
+            logger.warning("interval %d", i)
+        assert [type(q).__name__ for q in handler.queues.values()] == ["_BatchQueue"]
+        assert list(handler.queues) == [f"backend-flask/{socket.gethostname()}/{os.getpid()}"]
+        assert len(handler.threads) == 1
+        wait_for(lambda: status.sent == 30, timeout=10, message="the lines never left without a flush")
+        assert time.monotonic() - started < 2 * 0.5 + 3.0  # two intervals, and moto's first answers
+        assert len(moto_logs.records(log_group)) == 30
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+        handler.shutdown(1)
+
+
+def test_close_without_the_apps_shutdown_is_bounded(aws_env):
+    """logging.shutdown() at exit calls close(): watchtower's waits FLUSH_TIMEOUT per queue, ours is short."""
+    with FaultyHTTPServer(mode="blackhole") as blackhole:
+        aws_env(blackhole.url)
+        status = IntegrationStatus("cloudwatch", True, "test")
+        handler = BoundedCloudWatchHandler("close-test", "backend-flask", status)
+        logger = logging.getLogger("tests.cloudwatch.close")
+        logger.propagate = False
+        logger.addHandler(handler)
+        try:
+            logger.warning("stuck")
+            wait_for(lambda: blackhole.request_count >= 1, timeout=10, message="the sender never connected")
+            started = time.monotonic()
+            handler.close()
+            assert time.monotonic() - started < BoundedCloudWatchHandler.FLUSH_TIMEOUT + 1.0
+        finally:
+            logger.removeHandler(handler)
+            logger.propagate = True
+
+
+def test_library_lines_are_rate_limited_in_cloudwatch_as_on_stdout(cloudwatch_app, moto_logs, log_group, capsys):
+    app = cloudwatch_app(moto_logs.endpoint, log_group)
+    noisy = logging.getLogger("opentelemetry.exporter.otlp.test")
+    marker = f"export failed {log_group}"
+    for _ in range(5):
+        try:
+            raise ConnectionError("vendor down")
+        except ConnectionError:
+            noisy.error(marker, exc_info=True)
+    assert app.extensions["cruddur.cloudwatch"].flush(10)
+    shipped = [r for r in moto_logs.records(log_group) if r["message"].startswith(marker)]
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if marker in line]
+    assert len(shipped) == len(printed) == 1
+    assert shipped[0]["message"] == printed[0]["message"] == f"{marker} (ConnectionError: vendor down)"
+    assert "exception" not in shipped[0] and "exception" not in printed[0]  # no traceback in either
+    assert shipped[0]["level"] == "WARNING"
+
+
+def test_a_stream_deleted_under_us_is_recreated_by_watchtower(cloudwatch_app, moto_logs, log_group):
+    app = cloudwatch_app(moto_logs.endpoint, log_group)
+    handler = app.extensions["cruddur.cloudwatch"]
+    status = app.extensions["cruddur.integrations"]["cloudwatch"]
+    logger = logging.getLogger("tests.cloudwatch.recreate")
+    logger.warning("before")
+    assert handler.flush(10)
+    [stream] = handler.queues
+    moto_logs.client().delete_log_stream(logGroupName=log_group, logStreamName=stream)
+    logger.warning("lost with the stream")
+    handler.flush(10)  # PutLogEvents: ResourceNotFoundException; watchtower creates the stream again
+    assert status.status()["dropped"] >= 1 and status.status()["failed"] >= 1
+    logger.warning("after")
+    assert handler.flush(10)
+    assert "after" in [r["message"] for r in moto_logs.records(log_group)]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cruddur import create_app
 from cruddur.config import ENV_VARS, Config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,9 +26,8 @@ COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
 SERVICES = COMPOSE["services"]
 BACKEND = SERVICES["backend-flask"]
 
-# Read by boto3 itself, not by the app (CONTRACT.md, configuration table: "AWS_DEFAULT_REGION /
-# AWS_REGION, AWS credentials: standard boto3 resolution"; "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS /
-# AWS_ENDPOINT_URL: standard boto3 endpoint override").
+# Read by boto3 itself, not by the app: region and credentials by boto3's standard resolution, and
+# its standard endpoint overrides.
 BOTO3_VARS = {
     "AWS_DEFAULT_REGION",
     "AWS_ACCESS_KEY_ID",
@@ -143,16 +143,16 @@ def test_env_vars_is_what_config_reads():
 
 
 def test_backend_environment_names_exactly_the_variables_the_app_reads():
-    """Compared set: cruddur.config.ENV_VARS plus the boto3 variables of the contract, no more, no less."""
+    """Compared set: cruddur.config.ENV_VARS plus the variables boto3 reads itself, no more, no less."""
     assert set(BACKEND["environment"]) == set(ENV_VARS) | BOTO3_VARS
 
 
-def test_backend_environment_values_follow_the_issue():
+def test_backend_environment_values_by_default(tmp_path):
     """With nothing set in the shell, every integration points where the bootcamp expects."""
     env = container_env(BACKEND, shell={})
-    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "https://api.honeycomb.io"
-    assert env["OTEL_EXPORTER_OTLP_HEADERS"] == "x-honeycomb-team="
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env and "OTEL_EXPORTER_OTLP_HEADERS" not in env
     assert env["OTEL_SERVICE_NAME"] == "backend-flask"
+    assert env["GUNICORN_GRACEFUL_TIMEOUT"] == "30"
     assert env["AWS_XRAY_DAEMON_ADDRESS"] == "xray-daemon:2000"
     assert env["CLOUDWATCH_LOG_GROUP"] == "cruddur"
     assert env["AWS_DEFAULT_REGION"] == "us-east-1"
@@ -160,10 +160,15 @@ def test_backend_environment_values_follow_the_issue():
     assert env["BACKEND_URL"] == "http://localhost:4567"
     assert not SECRETS & set(env), "unset secrets must not reach the container, not even empty"
     config = Config.from_env(env)
-    assert config.traces_url == "https://api.honeycomb.io/v1/traces"
+    assert config.traces_url == "", "without a Honeycomb key or an endpoint, trace export stays off"
     assert config.xray_daemon_address == "xray-daemon:2000"
     assert config.cloudwatch_log_group == "cruddur"
     assert config.rollbar_access_token == ""
+    app = create_app(config.replace(database_url=f"sqlite:///{tmp_path / 'compose.db'}"))
+    tracing = app.extensions["cruddur.integrations"]["opentelemetry"]
+    assert not tracing.enabled and "HONEYCOMB_API_KEY" in tracing.reason  # the startup line says why
+    grace = int(BACKEND["stop_grace_period"].removesuffix("s"))
+    assert grace > config.graceful_timeout, "Docker must not kill workers that are still flushing"
 
 
 def test_secrets_come_from_the_shell_only():
@@ -172,8 +177,8 @@ def test_secrets_come_from_the_shell_only():
         assert BACKEND["environment"][name] is None, f"{name} must be passed through, not written inline"
     shell = {"HONEYCOMB_API_KEY": "hc-key", "ROLLBAR_ACCESS_TOKEN": "rb-token", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE"}
     env = container_env(BACKEND, shell)
-    assert env["OTEL_EXPORTER_OTLP_HEADERS"] == "x-honeycomb-team=hc-key"
     config = Config.from_env(env)
+    assert config.traces_url == "https://api.honeycomb.io/v1/traces"
     assert config.otlp_headers == {"x-honeycomb-team": "hc-key"}
     assert config.rollbar_access_token == "rb-token"
     assert env["AWS_ACCESS_KEY_ID"] == "AKIDEXAMPLE"

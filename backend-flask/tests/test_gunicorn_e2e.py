@@ -1,4 +1,4 @@
-"""End to end over real HTTP against gunicorn (issue 2's acceptance).
+"""End to end over real HTTP against gunicorn.
 
 A crud posted to a running server is first in the home feed, a reply makes its replies_count 1,
 SIGTERM stops the server cleanly and quickly, and a new server on the same DATABASE_URL still has

@@ -1,4 +1,4 @@
-"""Hostile input (issue 6): a corpus of wrong, malformed and malicious requests, sent twice.
+"""Hostile input: a corpus of wrong, malformed and malicious requests, sent twice.
 
 Once through the Flask test client (the app alone, every integration off) and once as raw bytes over
 a real socket to the app under gunicorn with all four integrations on, pointed at their stand-ins
@@ -651,7 +651,7 @@ def _(t: HttpTransport):
 @case("chunked-over-1mib-is-413", only="gunicorn")
 def _(t: HttpTransport):
     # No Content-Length: werkzeug caps the stream at MAX_CONTENT_LENGTH and (unless told otherwise)
-    # hands the app the first 1 MiB silently; the contract says 413 for a body over 1 MiB.
+    # hands the app the first 1 MiB silently; the API answers 413 for a body over 1 MiB.
     body = _sized_body({"message": "", "ttl": "1-day"}, ONE_MIB + 1000)
     expect(t.raw_request(CHUNKED_POST, CHUNKED_HEADERS, _chunked(body)), 413, ["request_entity_too_large"])
 

@@ -168,6 +168,7 @@ class Recorder:
 def exercise_every_operation(send: Recorder) -> None:
     """Drive every documented status of every operation that a client can cause."""
     send("GET", "/api/health-check")
+    assert "cruddur_integration_events_total" in send("GET", "/metrics").get_data(as_text=True)
     home = send("GET", "/api/activities/home").json
     assert home
     assert send("GET", "/api/activities/notifications").json

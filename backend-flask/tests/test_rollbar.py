@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import http.client
+import importlib
+import inspect
 import logging
 import threading
 import time
 
 import pytest
 import requests
+import rollbar
 from flask import got_request_exception
 from opentelemetry.instrumentation.requests import RequestsInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
@@ -18,6 +21,7 @@ from werkzeug.serving import make_server
 
 from cruddur import create_app
 from cruddur.telemetry import rollbar as rollbar_integration
+from cruddur.telemetry import rollbar_reporter
 from tests.support.rollbar_receiver import RollbarReceiver, item_message
 from tests.support.waiting import wait_for
 
@@ -46,7 +50,7 @@ def rollbar_app(rollbar_config):
     app.extensions[rollbar_integration.EXTENSION].flush(0)
 
 
-def reporter_of(app) -> rollbar_integration.RollbarReporter:
+def reporter_of(app) -> rollbar_reporter.RollbarReporter:
     """The app's Rollbar reporter."""
     return app.extensions[rollbar_integration.EXTENSION]
 
@@ -327,7 +331,7 @@ def _our_receivers(app):
     return [
         r
         for r in got_request_exception.receivers_for(app)
-        if getattr(getattr(r, "__func__", r), "__module__", "") == rollbar_integration.__name__
+        if getattr(getattr(r, "__func__", r), "__module__", "") == rollbar_reporter.__name__
     ]
 
 
@@ -411,3 +415,43 @@ def test_rollbar_http_calls_are_not_traced(rollbar_app, receiver):
         assert exporter.get_finished_spans() == ()
     finally:
         instrumentor.uninstrument()
+
+
+def _resolve(dotted: str):
+    """The object a dotted name points to, importing modules as needed."""
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attribute in parts[split:]:
+            target = getattr(target, attribute)
+        return target
+    raise ImportError(dotted)
+
+
+def test_every_pyrollbar_name_we_use_is_public_and_keeps_its_shape():
+    for dotted in rollbar_reporter.PYROLLBAR_API:
+        assert not any(part.startswith("_") for part in dotted.split(".")), dotted
+        target = _resolve(dotted)
+        module = importlib.import_module(dotted.rsplit(".", 1)[0]) if not inspect.ismodule(target) else None
+        exported = getattr(module, "__all__", None) if module is not None and module is not rollbar else None
+        assert exported is None or dotted.rsplit(".", 1)[1] in exported, dotted
+    assert {"exc_info", "request", "payload_data", "level"} <= set(
+        inspect.signature(rollbar.report_exc_info).parameters
+    )
+    assert {"message", "level", "request", "payload_data"} <= set(inspect.signature(rollbar.report_message).parameters)
+    source = inspect.getsource(rollbar_reporter) + inspect.getsource(rollbar_integration)
+    assert "rollbar._" not in source and "_initialized" not in source
+
+
+def test_pyrollbar_is_initialised_once_and_a_payload_handler_that_declines_stops_its_send(rollbar_app, receiver):
+    assert rollbar._initialized  # read only: nothing here resets it
+    with rollbar_app.test_request_context("/rollbar/direct"):
+        rollbar.report_message("direct call", "warning")  # application code using pyrollbar itself
+    [item] = receiver.wait_for_items()
+    assert item_message(item) == "direct call" and item["environment"] == "test"
+    assert receiver.payloads()[0]["access_token"] == TOKEN
+    time.sleep(0.3)  # pyrollbar's own send (blocking, to its configured endpoint) would show up here
+    assert receiver.request_count == 1

@@ -2,7 +2,7 @@
 import { createContext, useContext } from 'react';
 import { ACTIVITY_MAX_CHARS, BACKEND_URL, MESSAGE_MAX_CHARS } from './config.js';
 
-/** Sentences for the 422 codes of the contract; `limit` is the character limit of the form sent. */
+/** Sentences for the 422 codes the API answers with; `limit` is the character limit of the form sent. */
 export function describeErrorCode(code, { limit } = {}) {
   switch (code) {
     case 'message_blank':

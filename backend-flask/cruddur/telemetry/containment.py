@@ -11,7 +11,8 @@ import logging
 
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from .status import IntegrationStatus, RateLimitedWarning
+from .ratelimit import RateLimitedWarning
+from .status import IntegrationStatus
 
 CONTAINED = "contained_errors"  # the health-check counter
 MAX_DETAIL_CHARS = 120  # an exception's text may quote a caller's header: never more than this

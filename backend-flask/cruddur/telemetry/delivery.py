@@ -22,7 +22,8 @@ from email.utils import parsedate_to_datetime
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from .status import IntegrationStatus, RateLimitedWarning
+from .ratelimit import RateLimitedWarning
+from .status import IntegrationStatus
 
 MAX_RETRY_AFTER_SECONDS = 3600.0
 
@@ -92,12 +93,13 @@ class BoundedSender:
         self._closed = False
         self._hurry = False  # flushing: send what is queued without waiting for a full batch
         self._oldest_at = 0.0  # when the oldest queued item arrived
+        self._gave_up = False  # flush ran out of time: a late result is no longer counted
         self._thread: threading.Thread | None = None
         self._thread_ident: int | None = None
 
     def queued(self) -> int:
-        """Items waiting or being sent."""
-        return len(self._items) + self._in_flight
+        """Items waiting or being sent (one given up on at shutdown is no longer counted here)."""
+        return len(self._items) + (0 if self._gave_up else self._in_flight)
 
     def submit(self, item) -> bool:
         """Queue an item; False (counted as dropped) when the queue is full or closed."""
@@ -168,14 +170,23 @@ class BoundedSender:
             self._failed(error, f"{type(error).__name__}: {error}", len(batch))
         else:
             rejected = min(rejected, len(batch)) if self.max_batch > 1 and isinstance(rejected, int) else 0
-            self.status.record_sent(len(batch) - rejected)
+            with self._cond:
+                self._in_flight = 0  # before counting: the count publishes the queue length
+                if self._gave_up:  # flush already counted it as dropped
+                    return
+                self.status.record_sent(len(batch) - rejected)
+                if rejected:
+                    self.status.record_dropped(rejected)
             if rejected:
-                self.status.record_dropped(rejected)
                 self._warning.warn("%s: the vendor rejected %d of %d items", self.name, rejected, len(batch))
 
     def _failed(self, error: BaseException | str, why: str, count: int = 1) -> None:
-        self.status.record_error(error)
-        self.status.record_dropped(count)
+        with self._cond:
+            self._in_flight = 0
+            if self._gave_up:  # counted as dropped when flush gave up on it
+                return
+            self.status.record_error(error)
+            self.status.record_dropped(count)
         self._warning.warn("%s: delivery failed (%s); %d dropped", self.name, why, count)
 
     def flush(self, timeout: float) -> None:
@@ -191,9 +202,11 @@ class BoundedSender:
                 if left <= 0 or self._paused_until > deadline:
                     break
                 self._cond.wait(left)
-            left_behind = len(self._items)
+            # The item being sent, if any, is lost too: the process exits before its answer comes.
+            left_behind = len(self._items) + self._in_flight
             self._items.clear()
             self._closed = True
+            self._gave_up = True
             self._cond.notify_all()
         if left_behind:
             self.status.record_dropped(left_behind)

@@ -66,7 +66,7 @@ def init_app(app: Flask) -> bool:
     """Set up the relay (it answers 204 and drops when trace export is off)."""
     config: Config = app.extensions["cruddur.config"]
     if config.traces_url:
-        reason = f"forwards browser spans to {config.traces_url}"
+        reason = "forwards browser spans over OTLP/HTTP"
     else:
         reason = "trace export is off: browser spans are accepted and dropped"
     status = IntegrationStatus("browser_relay", bool(config.traces_url), reason)

@@ -13,8 +13,18 @@ from flask import Flask
 
 log = logging.getLogger(__name__)
 
-# Seconds that all flushes together may take; gunicorn's graceful_timeout (30 s) is the hard limit.
+# Seconds that all flushes together may take when no configuration says (Config.shutdown_budget:
+# gunicorn's graceful_timeout less a margin).
 DEFAULT_BUDGET = 20.0
+# The database pool, OpenTelemetry, the browser relay, Rollbar and CloudWatch Logs. With at most
+# this many flushes, each is given at least `min_share(budget)`: the shares are fair shares of what
+# is left.
+MAX_FLUSHES = 5
+
+
+def min_share(budget: float) -> float:
+    """The least time any one flush is given out of `budget`."""
+    return budget / MAX_FLUSHES
 
 
 class Flushes:
@@ -27,7 +37,12 @@ class Flushes:
         self._lock = threading.Lock()
 
     def add(self, priority: int, name: str, flush: Callable[[float], None]) -> None:
-        """Register `flush(timeout_seconds)`; lower priority runs first (logs go last)."""
+        """Register `flush(timeout_seconds)`; lower priority runs first (logs go last).
+
+        A flush must be done when its time is up, counting what it could not deliver as dropped.
+        """
+        if len(self._callbacks) >= MAX_FLUSHES:
+            raise ValueError(f"at most {MAX_FLUSHES} flushes share the shutdown budget")
         self._callbacks.append((priority, name, flush))
 
     def run(self) -> None:
@@ -66,12 +81,17 @@ def _run_if_alive(ref: weakref.ref) -> None:
 def init_app(app: Flask) -> Flushes:
     """One flush list per app, run at interpreter exit (gunicorn workers exit through sys.exit).
 
+    Its budget is gunicorn's graceful_timeout less a margin (Config.shutdown_budget), so a worker
+    is done flushing before gunicorn kills it.
+
     The exit hook holds the list weakly: an app that was thrown away (tests build hundreds) is not
     flushed at exit; the app a server runs lives as long as the process.
     """
     flushes = app.extensions.get("cruddur.shutdown")
     if flushes is None:
-        flushes = app.extensions["cruddur.shutdown"] = Flushes()
+        config = app.extensions.get("cruddur.config")
+        budget = config.shutdown_budget if config is not None else DEFAULT_BUDGET
+        flushes = app.extensions["cruddur.shutdown"] = Flushes(budget)
         atexit.register(_run_if_alive, weakref.ref(flushes))
     return flushes
 

@@ -1,19 +1,99 @@
-"""Self-reporting for integrations: counters for the health check and rate-limited warnings."""
+"""Health-check counters of the telemetry integrations, kept by prometheus_client.
+
+Each integration counts what it sent, dropped and failed (and any other event it names) in one
+counter family, `cruddur_integration_events_total{integration, event}`. Under gunicorn,
+PROMETHEUS_MULTIPROC_DIR (set up by gunicorn.conf.py before the workers start) switches
+prometheus_client to its multiprocess mode: every worker writes its values to memory-mapped files
+in that folder, and the health check and `/metrics` add up the files of all workers, so they
+describe the instance, not whichever worker answered. Without it (`flask run`, the tests' client)
+each app counts in a registry of its own.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from flask import Flask
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+EXTENSION = "cruddur.metrics"
+EVENTS = "cruddur_integration_events"
+QUEUED = "cruddur_integration_queued"
+LAST_ERROR = "cruddur_integration_last_error_timestamp_seconds"
+# The counters every integration shows, even at zero.
+STANDARD_EVENTS = ("sent", "dropped", "failed")
+# Keys of status() that are not counters: an event may not take one of these names.
+_FIELDS = frozenset({"enabled", "reason", "queued", "last_error", "last_error_at"})
+
+
+class Metrics:
+    """One app's metric families; `read()` gives their values for this process or the whole instance."""
+
+    def __init__(self, multiprocess_dir: str = ""):
+        self.multiprocess_dir = multiprocess_dir
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            EVENTS, "Telemetry items per integration and outcome.", ["integration", "event"], registry=self.registry
+        )
+        # Live workers only: a dead worker's queue is gone with it.
+        self.queued = Gauge(
+            QUEUED, "Items waiting to be sent.", ["integration"], registry=self.registry, multiprocess_mode="livesum"
+        )
+        self.last_error = Gauge(
+            LAST_ERROR,
+            "When an integration last failed, per error type (Unix time).",
+            ["integration", "error"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+
+    def _source(self):
+        if not self.multiprocess_dir:
+            return self.registry
+        instance = CollectorRegistry()
+        try:
+            MultiProcessCollector(instance, path=self.multiprocess_dir)
+        except ValueError:  # the folder is gone: this process's own values are still readable
+            return self.registry
+        return instance
+
+    def read(self) -> dict[str, dict]:
+        """{integration: {"events": {event: count}, "queued": n, "errors": {type: unix time}}}."""
+        values: dict[str, dict] = {}
+
+        def of(integration: str) -> dict:
+            return values.setdefault(integration, {"events": {}, "queued": 0, "errors": {}})
+
+        for family in self._source().collect():
+            for sample in family.samples:
+                labels = sample.labels
+                if family.name == EVENTS and sample.name.endswith("_total"):
+                    of(labels["integration"])["events"][labels["event"]] = int(sample.value)
+                elif family.name == QUEUED:
+                    of(labels["integration"])["queued"] += int(sample.value)
+                elif family.name == LAST_ERROR:
+                    of(labels["integration"])["errors"][labels["error"]] = sample.value
+        return values
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every value (the instance's, under gunicorn)."""
+        return generate_latest(self._source())
+
 
 class IntegrationStatus:
-    """Thread-safe counters one integration keeps: sent, dropped, failed, last error time.
+    """What one integration reports: on or off and why, its queue, and its counters.
 
     Registered in `app.extensions["cruddur.integrations"][name]`; `/api/health-check` shows
-    `status()`. It never holds secrets: only numbers, times and a short reason.
+    `status()`. It never holds secrets or addresses: only numbers, times and a short reason.
+    Thread-safe (prometheus_client's values are). Under gunicorn, `queued` adds the answering
+    worker's queue as it is now to the other live workers' queues as of their last delivery,
+    drop or failure (a worker publishes its queue length whenever it counts one of those).
     """
 
     def __init__(self, name: str, enabled: bool, reason: str, queued: Callable[[], int] | None = None):
@@ -22,12 +102,11 @@ class IntegrationStatus:
         self.reason = reason
         self._queued = queued
         self._lock = threading.Lock()
-        self.sent = 0
-        self.dropped = 0
-        self.failed = 0
-        self.last_error_at: float | None = None
-        self.last_error: str | None = None
-        self.counts: dict[str, int] = {}
+        self._children: dict[str, object] = {}
+        # Until `register` attaches the app's metrics, counts wait here (and status() reads them).
+        self._metrics: Metrics | None = None
+        self._pending: dict[str, int] = dict.fromkeys(STANDARD_EVENTS, 0)
+        self._pending_errors: dict[str, float] = {}
 
     def set_queue_probe(self, queued: Callable[[], int]) -> None:
         """Tell the status how to read the integration's current queue length."""
@@ -35,77 +114,127 @@ class IntegrationStatus:
 
     def record_sent(self, count: int = 1) -> None:
         """Count items delivered to the vendor."""
-        with self._lock:
-            self.sent += count
+        self.count("sent", count)
 
     def record_dropped(self, count: int = 1) -> None:
-        """Count items thrown away (queue full, or given up after failures)."""
-        with self._lock:
-            self.dropped += count
+        """Count items thrown away (queue full, or given up after failures or at shutdown)."""
+        self.count("dropped", count)
 
     def record_error(self, error: BaseException | str, count: int = 1) -> None:
         """Count a failed delivery attempt and remember when (the error's type, never its text)."""
-        with self._lock:
-            self.failed += count
-            self.last_error_at = time.time()
-            self.last_error = error if isinstance(error, str) else type(error).__name__
+        kind = error if isinstance(error, str) else type(error).__name__
+        metrics = self._metrics
+        if metrics is not None:  # the time first: a reader never sees a failure without one
+            metrics.last_error.labels(self.name, kind).set(time.time())
+        else:
+            with self._lock:
+                self._pending_errors[kind] = time.time()
+        self.count("failed", count)
 
     def count(self, name: str, n: int = 1) -> None:
-        """Add `n` to an integration-specific counter, shown in `status()` under `name` (0 declares it)."""
+        """Add `n` to the counter `name`, shown by `status()` (`count(name, 0)` shows it at zero)."""
+        child = self._children.get(name)
+        if child is None:
+            if name in _FIELDS:
+                raise ValueError(f"{name!r} is a status field, not a counter")
+            with self._lock:
+                if self._metrics is None:
+                    self._pending[name] = self._pending.get(name, 0) + n
+                    return
+                child = self._children.setdefault(name, self._metrics.events.labels(self.name, name))
+        child.inc(n)
+        if self._metrics.multiprocess_dir and name in STANDARD_EVENTS:
+            self._publish_queue()  # the other workers read this process's queue from its file
+
+    def _probe(self) -> int:
+        if self._queued is None:
+            return 0
+        try:
+            return int(self._queued())
+        except Exception:  # a probe must never break the health check
+            return -1
+
+    def _publish_queue(self) -> int:
+        queued = self._probe()
+        if self._metrics is not None:
+            self._metrics.queued.labels(self.name).set(max(queued, 0))
+        return queued
+
+    def attach(self, metrics: Metrics) -> None:
+        """Count in the app's `metrics` from now on, with what was counted before."""
         with self._lock:
-            self.counts[name] = self.counts.get(name, 0) + n
-
-    def status(self) -> dict:
-        """A JSON-ready snapshot."""
-        queued = 0
-        if self._queued is not None:
-            try:
-                queued = int(self._queued())
-            except Exception:  # a probe must never break the health check
-                queued = -1
-        with self._lock:
-            return {
-                "enabled": self.enabled,
-                "reason": self.reason,
-                "queued": queued,
-                "sent": self.sent,
-                "dropped": self.dropped,
-                "failed": self.failed,
-                "last_error": self.last_error,
-                "last_error_at": (
-                    datetime.fromtimestamp(self.last_error_at, UTC).isoformat() if self.last_error_at else None
-                ),
-                **self.counts,
-            }
-
-
-class RateLimitedWarning:
-    """Logs a warning at most once per `interval` seconds, saying how many were suppressed."""
-
-    def __init__(self, logger: logging.Logger, interval: float = 60.0):
-        self.logger = logger
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._last = 0.0
-        self._suppressed = 0
-
-    def warn(self, message: str, *args) -> None:
-        """Log now, or count it for the next line if one was logged within the interval."""
-        now = time.monotonic()
-        with self._lock:
-            if self._last and now - self._last < self.interval:
-                self._suppressed += 1
+            if self._metrics is not None:
                 return
-            suppressed, self._suppressed, self._last = self._suppressed, 0, now
-        if suppressed:
-            message += " (%d similar warnings suppressed)"
-            args = (*args, suppressed)
-        self.logger.warning(message, *args)
+            self._metrics = metrics
+            pending, self._pending = self._pending, {}
+            errors, self._pending_errors = self._pending_errors, {}
+        for event, value in pending.items():
+            self.count(event, value)
+        for error, at in errors.items():
+            metrics.last_error.labels(self.name, error).set(at)
+
+    @property
+    def sent(self) -> int:
+        """Items delivered so far (the instance's, under gunicorn)."""
+        return self.status()["sent"]
+
+    @property
+    def dropped(self) -> int:
+        """Items thrown away so far."""
+        return self.status()["dropped"]
+
+    @property
+    def failed(self) -> int:
+        """Failed delivery attempts so far."""
+        return self.status()["failed"]
+
+    def _unattached_values(self) -> dict[str, dict]:
+        with self._lock:
+            return {self.name: {"events": dict(self._pending), "queued": 0, "errors": dict(self._pending_errors)}}
+
+    def status(self, values: dict[str, dict] | None = None) -> dict:
+        """A JSON-ready snapshot; `values` is a `Metrics.read()` shared by several integrations."""
+        own_queue = self._publish_queue()
+        metrics = self._metrics
+        if values is None:
+            values = metrics.read() if metrics is not None else self._unattached_values()
+        mine = values.get(self.name, {"events": {}, "queued": 0, "errors": {}})
+        events = {event: 0 for event in STANDARD_EVENTS} | mine["events"]
+        # A probe that failed in this process says so (-1) rather than showing a partial sum.
+        instance_wide = metrics is not None and metrics.multiprocess_dir and own_queue >= 0
+        queued = mine["queued"] if instance_wide else own_queue
+        last_error, last_at = max(mine["errors"].items(), key=lambda item: item[1], default=(None, None))
+        return {
+            "enabled": self.enabled,
+            "reason": self.reason,
+            "queued": queued,
+            **events,
+            "last_error": last_error,
+            "last_error_at": datetime.fromtimestamp(last_at, UTC).isoformat() if last_at else None,
+        }
 
 
-def register(app, status: IntegrationStatus) -> None:
-    """Make an integration's status visible in the health check."""
+def init_app(app: Flask) -> Metrics:
+    """The app's metrics: in PROMETHEUS_MULTIPROC_DIR when gunicorn set it up, else in this process."""
+    metrics = app.extensions.get(EXTENSION)
+    if metrics is None:
+        config = app.extensions.get("cruddur.config")
+        directory = config.prometheus_multiproc_dir if config is not None else ""
+        metrics = app.extensions[EXTENSION] = Metrics(directory if directory and os.path.isdir(directory) else "")
+    return metrics
+
+
+def register(app: Flask, status: IntegrationStatus) -> None:
+    """Make an integration's status visible in the health check and /metrics."""
+    status.attach(init_app(app))
     app.extensions.setdefault("cruddur.integrations", {})[status.name] = status
+
+
+def snapshot(app: Flask) -> dict[str, dict]:
+    """`status()` of every registered integration, from one read of the counters."""
+    integrations = app.extensions.get("cruddur.integrations", {})
+    values = init_app(app).read() if integrations else {}
+    return {name: integration.status(values) for name, integration in integrations.items()}
 
 
 def announce(logger: logging.Logger, status: IntegrationStatus) -> bool:
@@ -120,44 +249,6 @@ def announce(logger: logging.Logger, status: IntegrationStatus) -> bool:
     return status.enabled
 
 
-class RateLimitFilter(logging.Filter):
-    """Lets library log records through at most once per interval per message, without traceback.
-
-    For SDK loggers that log every failed export with a stack trace (OpenTelemetry's exporter,
-    the X-Ray SDK's emitter and pollers, watchtower, botocore): the first line of each kind is
-    kept, the rest counted. Records of other loggers pass untouched. Installed on handlers,
-    because a logger's own filters do not apply to records of its child loggers.
-    """
-
-    def __init__(self, prefixes: tuple[str, ...], interval: float = 60.0):
-        super().__init__()
-        self.prefixes = prefixes
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._last: dict[tuple[str, str], float] = {}
-        self._suppressed: dict[tuple[str, str], int] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Keep the record if its kind was not logged within the interval; strip tracebacks."""
-        if not record.name.startswith(self.prefixes):
-            return True
-        key = (record.name, str(record.msg))
-        now = time.monotonic()
-        with self._lock:
-            last = self._last.get(key)
-            if last is not None and now - last < self.interval:
-                self._suppressed[key] = self._suppressed.get(key, 0) + 1
-                return False
-            self._last[key] = now
-            suppressed = self._suppressed.pop(key, 0)
-        if record.exc_info:
-            error = record.exc_info[1]
-            detail = f"{type(error).__name__}: {error}".replace("%", "%%")
-            record.msg = f"{record.msg} ({detail})"
-            record.exc_info = None
-            record.exc_text = None
-        if record.levelno > logging.WARNING:
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-        if suppressed:
-            record.msg = f"{record.msg} [{suppressed} similar lines suppressed]"
-        return True
+def exposition(app: Flask) -> bytes:
+    """The app's counters in the Prometheus text format."""
+    return init_app(app).exposition()

@@ -1,7 +1,7 @@
 """OpenTelemetry: every request gets a trace (X-Ray-compatible ids); export to OTLP/HTTP when set.
 
-The trace context is always on, because the contract puts the trace id in every response
-(`traceresponse`) and every log line. Export is the integration: it is on when an OTLP endpoint
+The trace context is always on, because every response carries the trace id (`traceresponse`)
+and so does every log line. Export is the integration: it is on when an OTLP endpoint
 (or HONEYCOMB_API_KEY) is configured, or OTEL_TRACES_EXPORTER=console.
 """
 
@@ -11,6 +11,7 @@ import functools
 import logging
 import sqlite3
 import sys
+import threading
 from contextlib import contextmanager
 
 from flask import Flask, current_app
@@ -41,7 +42,7 @@ from .containment import ContainedSpanProcessor, Containment
 from .otlp_wire import WireOTLPSpanExporter
 from .propagation import RootAdoptingIdGenerator, XRayRootPropagator
 from .sampling import build_sampler
-from .shutdown import on_shutdown
+from .shutdown import min_share, on_shutdown
 from .status import IntegrationStatus, announce, register
 
 log = logging.getLogger(__name__)
@@ -51,26 +52,54 @@ TRACER_NAME = "cruddur"
 EXPORT_TIMEOUT_SECONDS = 10
 
 
+def export_timeout(config: Config) -> float:
+    """The export deadline: 10 s, or less so that one export fits in OpenTelemetry's shutdown share."""
+    return min(EXPORT_TIMEOUT_SECONDS, min_share(config.shutdown_budget))
+
+
 class CountingExporter(SpanExporter):
-    """Counts what the wrapped exporter delivered or lost, for the health check."""
+    """Counts what the wrapped exporter delivered or lost, once per span, for the health check.
+
+    A batch still being exported when shutdown gives up (`give_up`) is counted as dropped then, and
+    its late result is ignored.
+    """
 
     def __init__(self, exporter: SpanExporter, status: IntegrationStatus):
         self.exporter = exporter
         self.status = status
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._gave_up = False
 
     def export(self, spans) -> SpanExportResult:
         """Export one batch and count it."""
+        with self._lock:
+            if self._gave_up:  # popped from the queue just as shutdown gave up on it
+                self.status.record_dropped(len(spans))
+                return SpanExportResult.FAILURE
+            self._in_flight = len(spans)
+        error: BaseException | str = "export failed"
         try:
             result = self.exporter.export(spans)
-        except Exception as error:  # an exporter bug must not kill the batch thread
-            result = SpanExportResult.FAILURE
-            self.status.record_error(error)
+        except Exception as raised:  # an exporter bug must not kill the batch thread
+            result, error = SpanExportResult.FAILURE, raised
+        with self._lock:
+            if self._gave_up:  # already counted as dropped
+                return result
+            self._in_flight = 0
         if result is SpanExportResult.SUCCESS:
             self.status.record_sent(len(spans))
         else:
-            self.status.record_error("export failed")
+            self.status.record_error(error)
             self.status.record_dropped(len(spans))
         return result
+
+    def give_up(self) -> int:
+        """Stop counting results; returns the size of the batch still being exported (now lost)."""
+        with self._lock:
+            self._gave_up = True
+            lost, self._in_flight = self._in_flight, 0
+        return lost
 
     def shutdown(self, timeout_millis: float = 30_000) -> None:
         """Shut the wrapped exporter down."""
@@ -81,20 +110,57 @@ class CountingExporter(SpanExporter):
         return True
 
 
+# OpenTelemetry SDK internals CountingBatchSpanProcessor relies on (no public API says how many
+# spans wait, or stops within a deadline); tests/test_health.py checks them against the installed SDK.
+SDK_INTERNALS = {
+    "BatchSpanProcessor._batch_processor._queue": "the bounded deque of waiting spans: queue length, drops",
+    "BatchSpanProcessor._batch_processor.shutdown(timeout_millis)": "a shutdown that gives up at a deadline",
+}
+
+
 class CountingBatchSpanProcessor(BatchSpanProcessor):
-    """The SDK's batch processor, counting the spans it drops when its bounded queue is full."""
+    """The SDK's batch processor, counting every sampled span it is given: exported, dropped or queued.
+
+    `produced` counts the spans handed in; `sent + dropped + queued` (plus one batch in flight)
+    adds up to it, and after `shutdown_within` nothing is left queued.
+    """
 
     def __init__(self, exporter: CountingExporter, **kwargs):
         super().__init__(exporter, **kwargs)
+        self.counting = exporter
         self.status = exporter.status
-        self.status.set_queue_probe(lambda: len(self._batch_processor._queue))
+        self._closed = False
+        self.status.count("produced", 0)
+        self.status.set_queue_probe(self.queued)
+
+    def queued(self) -> int:
+        """Spans waiting in the SDK's queue."""
+        return len(self._batch_processor._queue)
 
     def on_end(self, span: ReadableSpan) -> None:
         """Queue the span (the deque drops the oldest when full: count that)."""
+        if not (span.context and span.context.trace_flags.sampled):
+            return
+        self.status.count("produced")
+        if self._closed:
+            self.status.record_dropped()
+            return
         queue = self._batch_processor._queue
         if len(queue) >= queue.maxlen:
             self.status.record_dropped()
         super().on_end(span)
+
+    def shutdown_within(self, seconds: float) -> None:
+        """Export what is queued within `seconds`, then stop; what is left is counted as dropped, logged once."""
+        self._closed = True
+        # BatchSpanProcessor.shutdown() takes no timeout (it would wait 30 s on a blackholed
+        # endpoint); its inner batch processor does, and stops exporting when it runs out.
+        self._batch_processor.shutdown(int(seconds * 1000))
+        lost = self.counting.give_up() + len(self._batch_processor._queue)
+        self._batch_processor._queue.clear()
+        if lost:
+            self.status.record_dropped(lost)
+            log.warning("opentelemetry: %d spans not exported within %.1f s of shutdown; dropped", lost, seconds)
 
 
 class _SampledNotRecorded:
@@ -221,16 +287,16 @@ def build_provider(config: Config) -> TracerProvider:
     )
 
 
-def otlp_exporter(url: str, headers: dict[str, str], session=None) -> SpanExporter:
+def otlp_exporter(config: Config, url: str, headers: dict[str, str], session=None) -> SpanExporter:
     """The OTLP/HTTP protobuf span exporter every destination uses (`session`: e.g. a signing one)."""
-    return WireOTLPSpanExporter(endpoint=url, headers=headers, timeout=EXPORT_TIMEOUT_SECONDS, session=session)
+    return WireOTLPSpanExporter(endpoint=url, headers=headers, timeout=export_timeout(config), session=session)
 
 
 def _exporter(config: Config) -> tuple[SpanExporter | None, str]:
     if config.traces_exporter == "console":
         return ConsoleSpanExporter(service_name=config.service_name, out=_Stdout()), "OTEL_TRACES_EXPORTER=console"
     if config.traces_url:
-        return otlp_exporter(config.traces_url, config.otlp_headers), f"OTLP/HTTP to {config.traces_url}"
+        return otlp_exporter(config, config.traces_url, config.otlp_headers), "OTLP/HTTP configured"
     return None, "no OTEL_EXPORTER_OTLP_ENDPOINT or HONEYCOMB_API_KEY"
 
 
@@ -239,9 +305,7 @@ def add_destination(app: Flask, provider: TracerProvider, exporter: SpanExporter
     config: Config = app.extensions["cruddur.config"]
     processor = CountingBatchSpanProcessor(CountingExporter(exporter, status), max_queue_size=config.span_queue_size)
     provider.add_span_processor(ContainedSpanProcessor(processor, Containment(status, log)))
-    # BatchSpanProcessor.shutdown() takes no timeout (it would wait 30 s on a blackholed
-    # endpoint); its inner batch processor does.
-    on_shutdown(app, 10, status.name, lambda seconds: processor._batch_processor.shutdown(int(seconds * 1000)))
+    on_shutdown(app, 10, status.name, processor.shutdown_within)
 
 
 def _connection_instrumentor(provider: TracerProvider):

@@ -43,7 +43,8 @@ from ..config import Config
 from .containment import ContainedSpanProcessor, Containment
 from .context import rerooted_xray_id, set_rerooted_xray_id, xray_accepts, xray_trace_id
 from .propagation import caller_decision
-from .status import IntegrationStatus, RateLimitedWarning, announce, register
+from .ratelimit import RateLimitedWarning
+from .status import IntegrationStatus, announce, register
 from .xray_rules import DEFAULT_RULE_FILES, load_local_sampling_rules
 
 log = logging.getLogger(__name__)
@@ -287,7 +288,7 @@ def init_app(app: Flask) -> bool:
         return _off(app, "AWS_XRAY_DAEMON_ADDRESS is not set")
     try:
         rules, rules_source = _sampling_rules(config.service_name)
-        status = IntegrationStatus("xray", True, f"segments to UDP {config.xray_daemon_address}")
+        status = IntegrationStatus("xray", True, "segments to the X-Ray daemon over UDP")
         recorder = AWSXRayRecorder()
         recorder.configure(
             service=xray_name(config.service_name),

@@ -34,7 +34,7 @@ def init_app(app: Flask) -> bool:
         return announce(log, status)
     status = IntegrationStatus(NAME, True, f"OTLP/HTTP spans to X-Ray in {region}, SigV4-signed")
     quiet_signature_logging()
-    exporter = otlp_exporter(endpoint + TRACES_PATH, {}, session=signed_session(XRAY_SIGNING_NAME, region))
+    exporter = otlp_exporter(config, endpoint + TRACES_PATH, {}, session=signed_session(XRAY_SIGNING_NAME, region))
     add_destination(app, app.extensions["cruddur.tracer_provider"], exporter, status)
     register(app, status)
     return announce(log, status)

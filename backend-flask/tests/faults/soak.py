@@ -4,7 +4,7 @@
     python -m tests.faults.soak --minutes 0.5 --faults refuse,slow --rate 0
 
 Writes soak-output/report.md (and report.json, and each fault's app and sink logs) at the top of
-the repository, prints the report, and exits 1 when a fault broke one of the issue's bounds.
+the repository, prints the report, and exits 1 when a fault broke one of the bounds of tests/faults/test_faults.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 One module-scoped campaign runs every fault once (own stand-ins process, own app, a few seconds of
 steady load at 4 connections, the outage still on at SIGTERM); the tests below each check one
-bound of the issue for each fault, so a failure names both the fault and the bound.
+bound for each fault, so a failure names both the fault and the bound.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def test_health_check_reports_every_integration(run):
         for name, state in integrations.items():
             assert set(state) >= STATUS_KEYS, name
             assert state["enabled"] is True, f"{name}: {state['reason']}"
-            # Beyond the common keys: integration-specific counts (rerooted, contained_errors).
+            # Beyond the common keys: integration-specific counts (rerooted, contained_errors, produced).
             counters = [state[key] for key in ("queued", "sent", "dropped", "failed", *(set(state) - STATUS_KEYS))]
             assert all(isinstance(value, int) and value >= 0 for value in counters), (name, state)
 
