@@ -76,7 +76,7 @@ def test_rejected_items_are_dropped_and_failures_count_the_whole_batch():
     for item in range(5):
         queue.submit(item)
     wait_for(lambda: status.dropped == 5, 5)
-    assert (status.sent, status.failed, status.last_error) == (0, 1, "RuntimeError")
+    assert (status.sent, status.failed, status.status()["last_error"]) == (0, 1, "RuntimeError")
 
 
 def test_retry_later_pauses_the_sender_and_flush_does_not_wait_past_its_deadline():
