@@ -5,13 +5,19 @@ Creates (or finds, and converges when they differ):
   - the X-Ray group `Cruddur`, filtering the service's traces that had a fault or an error;
   - the X-Ray sampling rules in aws/json/xray*.json (the same files the app samples with locally);
   - the CloudWatch Logs group `cruddur` with a retention period (default 7 days, so logs do not
-    grow into a bill).
+    grow into a bill);
+  - with --transaction-search, what the OTLP transports need (CRUDDUR_XRAY_TRANSPORT=otlp): a
+    CloudWatch Logs resource policy that lets X-Ray write spans to the `aws/spans` and
+    `/aws/application-signals/data` log groups, and X-Ray's trace segment destination set to
+    CloudWatch Logs (Transaction Search). Account-wide, and billed as CloudWatch Logs ingestion:
+    opt in.
 
 Region, credentials and endpoints come from boto3's standard resolution (AWS_PROFILE,
 AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_XRAY, AWS_ENDPOINT_URL_CLOUDWATCH_LOGS, ...).
 
     python aws/provision.py --dry-run     # print what would change, change nothing
     python aws/provision.py               # create or update
+    python aws/provision.py --transaction-search   # also enable Transaction Search for OTLP spans
 """
 
 from __future__ import annotations
@@ -114,6 +120,65 @@ def ensure_log_group(logs, name: str, retention_days: int, dry_run: bool) -> lis
     return lines
 
 
+TRANSACTION_SEARCH_POLICY = "TransactionSearchXRayAccess"
+SPANS_LOG_GROUPS = ("aws/spans", "/aws/application-signals/data")
+
+
+def transaction_search_policy(partition: str, region: str, account: str) -> dict:
+    """The resource policy that lets X-Ray write spans into CloudWatch Logs, for this account only."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": TRANSACTION_SEARCH_POLICY,
+                "Effect": "Allow",
+                "Principal": {"Service": "xray.amazonaws.com"},
+                "Action": "logs:PutLogEvents",
+                "Resource": [
+                    f"arn:{partition}:logs:{region}:{account}:log-group:{group}:*" for group in SPANS_LOG_GROUPS
+                ],
+                "Condition": {
+                    "ArnLike": {"aws:SourceArn": f"arn:{partition}:xray:{region}:{account}:*"},
+                    "StringEquals": {"aws:SourceAccount": account},
+                },
+            }
+        ],
+    }
+
+
+def ensure_transaction_search(xray, logs, sts, region: str, dry_run: bool) -> list[str]:
+    """Let X-Ray write to CloudWatch Logs, then send trace segments there; say what happened."""
+    arn = sts.get_caller_identity()["Arn"]  # arn:<partition>:...:<account>:...
+    partition, account = arn.split(":")[1], arn.split(":")[4]
+    wanted = transaction_search_policy(partition, region, account)
+    existing = None
+    for policy in logs.describe_resource_policies().get("resourcePolicies", []):
+        if policy.get("policyName") == TRANSACTION_SEARCH_POLICY:
+            existing = json.loads(policy.get("policyDocument") or "{}")
+    lines = []
+    name = f"logs resource policy {TRANSACTION_SEARCH_POLICY}"
+    if existing == wanted:
+        lines.append(f"{name}: found, unchanged")
+    else:
+        if not dry_run:
+            logs.put_resource_policy(policyName=TRANSACTION_SEARCH_POLICY, policyDocument=json.dumps(wanted))
+        verb = (
+            ("would create" if dry_run else "created")
+            if existing is None
+            else ("would update" if dry_run else "updated")
+        )
+        lines.append(f"{name}: {verb}")
+    current = xray.get_trace_segment_destination()
+    if current.get("Destination") == "CloudWatchLogs":
+        lines.append(f"xray trace segment destination: found, CloudWatchLogs ({current.get('Status')})")
+    else:
+        if not dry_run:
+            xray.update_trace_segment_destination(Destination="CloudWatchLogs")
+        verb = "would set" if dry_run else "set"
+        lines.append(f"xray trace segment destination: {verb} CloudWatchLogs (was {current.get('Destination')})")
+    return lines
+
+
 def read_sampling_rule(path: Path) -> dict:
     """The SamplingRule object of a `create-sampling-rule --cli-input-json` file."""
     doc = json.loads(path.read_text(encoding="utf-8"))
@@ -133,6 +198,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="log retention in days (one of CloudWatch's allowed values; default 7)")  # fmt: skip
     p.add_argument("--sampling-rule", dest="rule_files", action="append", type=Path,
                    help="a sampling-rule JSON file (repeatable; default aws/json/xray*.json)")  # fmt: skip
+    p.add_argument("--transaction-search", action="store_true",
+                   help="also enable X-Ray Transaction Search (needed by CRUDDUR_XRAY_TRANSPORT=otlp)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -150,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
             print(ensure_sampling_rule(xray, rule, args.dry_run))
         for line in ensure_log_group(logs, args.log_group, args.retention_days, args.dry_run):
             print(line)
+        if args.transaction_search:
+            sts = session.client("sts")
+            for line in ensure_transaction_search(xray, logs, sts, session.region_name, args.dry_run):
+                print(line)
     except (ClientError, BotoCoreError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

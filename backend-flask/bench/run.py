@@ -27,14 +27,29 @@ from .load import LoadGenerator, LoadResult
 from .probes import AppLog, Sinks, cpu_seconds, rss_mb, wait_until
 from .stock_app import STATS_PATH as STOCK_STATS_PATH
 
-CONFIGS = ("off", "bare", "otlp", "xray", "cloudwatch", "rollbar", "all", "stock")
+CONFIGS = (
+    "off",
+    "bare",
+    "otlp",
+    "metrics",
+    "xray",
+    "xray-otlp",
+    "cloudwatch",
+    "cloudwatch-otlp",
+    "rollbar",
+    "all",
+    "stock",
+)
 ALL_FOUR = ("otlp", "xray", "cloudwatch", "rollbar")
 INTEGRATIONS = {
     "off": (),
     "bare": (),
     "otlp": ("otlp",),
+    "metrics": ("otlp", "metrics"),  # traces plus request metrics: its cost is metrics / otlp
     "xray": ("xray",),
+    "xray-otlp": ("xray-otlp",),  # CRUDDUR_XRAY_TRANSPORT=otlp, to the SigV4-checking stand-in
     "cloudwatch": ("cloudwatch",),
+    "cloudwatch-otlp": ("cloudwatch-otlp",),  # CRUDDUR_CLOUDWATCH_TRANSPORT=otlp
     "rollbar": ("rollbar",),
     "all": ALL_FOUR,
     "stock": ALL_FOUR,
@@ -44,6 +59,8 @@ STOCK = "stock"
 STOCK_SERVICE = "backend-flask-stock"
 OUR_SERVICE = "backend-flask"
 DATABASES = ("sqlite", "postgresql")
+# The SDK's default export interval: the per-request cost is recording; one export a minute amortizes.
+METRICS_EXPORT_INTERVAL_MS = "60000"
 NEW_CRUD = json.dumps({"message": "Benchmarking the cost of telemetry, one crud at a time.", "ttl": "7-days"})
 # name: (method, path, body)
 ENDPOINTS = {
@@ -105,6 +122,15 @@ def app_env(config: str, sinks: Sinks | None) -> dict:
     sink_env = sinks.env
     if "otlp" in on:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink_env["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        env["OTEL_METRICS_EXPORTER"] = "otlp" if "metrics" in on else "none"
+        env["OTEL_METRIC_EXPORT_INTERVAL"] = METRICS_EXPORT_INTERVAL_MS
+    if "xray-otlp" in on or "cloudwatch-otlp" in on:
+        env.update(sinks.addresses["aws_env"])
+    if "xray-otlp" in on:
+        env["CRUDDUR_XRAY_TRANSPORT"] = "otlp"
+    if "cloudwatch-otlp" in on:
+        env["CRUDDUR_CLOUDWATCH_TRANSPORT"] = "otlp"
+        env["CLOUDWATCH_LOG_GROUP"] = log_group(config)
     if "xray" in on:
         env["AWS_XRAY_DAEMON_ADDRESS"] = sink_env["AWS_XRAY_DAEMON_ADDRESS"]
     if "cloudwatch" in on:
@@ -239,10 +265,14 @@ def drain(servers: list[Server], sinks: Sinks | None) -> bool:
     for server in servers:
         if "otlp" in server.on:
             spans_expected[_service(server)] += sum(served[server.config].values())
+    aws_spans_expected = sum(sum(served[s.config].values()) for s in servers if "xray-otlp" in s.on)
 
     def arrived() -> bool:
-        by_service = sinks.stats()["server_spans_by_service"] if spans_expected else {}
+        stats = sinks.stats()
+        by_service = stats["server_spans_by_service"] if spans_expected else {}
         if any(by_service.get(name, 0) < n for name, n in spans_expected.items()):
+            return False
+        if aws_spans_expected and stats["aws"]["server_spans"] < aws_spans_expected:
             return False
         return all(
             s.cloudwatch.read()[path] >= n
@@ -272,6 +302,20 @@ def loss_checks(servers: list[Server], sinks: Sinks | None) -> dict:
         checks.append(_check("OTLP: one server span per request served", served, actual))
         spans = stats["spans_by_service"].get(OUR_SERVICE, 0)
         totals["spans_per_request"] = round(spans / served, 2) if served else None
+    aws = [s for s in ours if "xray-otlp" in s.on]
+    if aws:
+        served = sum(s.log.access_total for s in aws)
+        checks.append(
+            _check("X-Ray over OTLP: one server span per request served", served, stats["aws"]["server_spans"])
+        )
+    aws = [s for s in ours if "cloudwatch-otlp" in s.on]
+    if aws:
+        # Every line the worker logged: access lines and startup lines; at least one per request.
+        served = sum(s.log.access_total for s in aws)
+        records = stats["aws"]["log_records"]
+        check = _check("CloudWatch over OTLP: at least one log record per request served", served, records)
+        check["ok"] = records >= served
+        checks.append(check)
     xray = [s for s in ours if "xray" in s.on]
     stock_segments = stats.get("segments_by_name", {}).get(STOCK_SERVICE, 0)
     if xray:

@@ -64,8 +64,21 @@ def _init_telemetry(app: Flask) -> None:
     Imported here, so CRUDDUR_TELEMETRY=off loads none of them; each imports its vendor's SDK only
     when it is on. Order: tracing first (the others read its trace ids).
     """
-    from .telemetry import cloudwatch, relay, rollbar, shutdown, tracing, xray
+    config: Config = app.extensions["cruddur.config"]
+    from .telemetry import metrics, relay, rollbar, shutdown, tracing
 
+    # Each transport is its own module, imported only when chosen: in otlp mode neither the X-Ray
+    # SDK nor watchtower is loaded.
+    if config.xray_transport == "otlp":
+        from .telemetry import xray_otlp as xray
+    else:
+        from .telemetry import xray
+    if config.cloudwatch_transport == "otlp":
+        from .telemetry import cloudwatch_otlp as cloudwatch
+    else:
+        from .telemetry import cloudwatch
+
+    metrics.init_app(app)  # before tracing: the Flask instrumentation takes its meter provider
     tracing.init_app(app)
     cloudwatch.init_app(app)
     relay.init_app(app)

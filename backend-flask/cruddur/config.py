@@ -31,12 +31,18 @@ ENV_VARS = (
     "OTEL_BSP_MAX_QUEUE_SIZE",
     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+    "OTEL_METRICS_EXPORTER",
+    "OTEL_SEMCONV_STABILITY_OPT_IN",
     "HONEYCOMB_API_KEY",
     "HONEYCOMB_TEAM",
     "HONEYCOMB_ENVIRONMENT",
     "AWS_XRAY_DAEMON_ADDRESS",
     "AWS_XRAY_URL",
+    "CRUDDUR_XRAY_TRANSPORT",
     "CLOUDWATCH_LOG_GROUP",
+    "CRUDDUR_CLOUDWATCH_TRANSPORT",
     "AWS_REGION",
     "ROLLBAR_ACCESS_TOKEN",
     "ROLLBAR_ENDPOINT",
@@ -48,7 +54,11 @@ ENV_VARS = (
 
 ENVIRONMENTS = ("development", "test", "production")
 TELEMETRY_SWITCH = ("on", "off")
+XRAY_TRANSPORTS = ("daemon", "otlp")  # X-Ray SDK -> daemon (UDP), or OpenTelemetry spans -> X-Ray's OTLP endpoint
+CLOUDWATCH_TRANSPORTS = ("api", "otlp")  # watchtower -> PutLogEvents, or OTLP log records -> the Logs OTLP endpoint
 HONEYCOMB_ENDPOINT = "https://api.honeycomb.io"
+# Honeycomb files metrics under a dataset named by this header (spans are filed by service name).
+HONEYCOMB_DATASET_HEADER = "x-honeycomb-dataset"
 # gunicorn's own default: how long a worker has after SIGTERM before it is killed.
 DEFAULT_GRACEFUL_TIMEOUT = 30
 # Of that time, what the telemetry flushes at exit may not use: the request in flight finishes
@@ -124,13 +134,22 @@ class Config:
     traces_sampler_arg: str = ""
     honeycomb_team: str = ""
     honeycomb_environment: str = ""
+    # Metrics (the Flask instrumentation's HTTP server metrics), over OTLP beside the traces
+    otlp_metrics_endpoint: str = ""  # full URL, wins over otlp_endpoint
+    metrics_headers: dict[str, str] = field(default_factory=dict)  # otlp_headers + the metrics-only ones
+    metrics_exporter: str = ""  # "none" turns metrics off
+    # HTTP semantic conventions of the instrumentations: "http" is the stable set
+    # (http.server.request.duration in seconds, url.path, http.request.method...).
+    semconv_stability_opt_in: str = "http"
 
     # X-Ray
     xray_daemon_address: str = ""
     xray_url: str = ""
+    xray_transport: str = "daemon"
 
     # CloudWatch Logs
     cloudwatch_log_group: str = ""
+    cloudwatch_transport: str = "api"
     aws_region: str = ""  # AWS_REGION, a fallback: boto3 itself reads only AWS_DEFAULT_REGION
 
     # Rollbar
@@ -156,12 +175,27 @@ class Config:
         trusted_proxies = get("CRUDDUR_TRUSTED_PROXIES", "0")
         if not (trusted_proxies.isascii() and trusted_proxies.isdigit()):
             raise ValueError(f"CRUDDUR_TRUSTED_PROXIES must be a whole number of proxies, not {trusted_proxies!r}")
+        xray_transport = get("CRUDDUR_XRAY_TRANSPORT", "daemon").lower()
+        if xray_transport not in XRAY_TRANSPORTS:
+            raise ValueError(
+                f"CRUDDUR_XRAY_TRANSPORT must be one of {', '.join(XRAY_TRANSPORTS)}, not {xray_transport!r}"
+            )
+        cloudwatch_transport = get("CRUDDUR_CLOUDWATCH_TRANSPORT", "api").lower()
+        if cloudwatch_transport not in CLOUDWATCH_TRANSPORTS:
+            raise ValueError(
+                f"CRUDDUR_CLOUDWATCH_TRANSPORT must be one of {', '.join(CLOUDWATCH_TRANSPORTS)}, "
+                f"not {cloudwatch_transport!r}"
+            )
         headers = _parse_headers(get("OTEL_EXPORTER_OTLP_HEADERS"))
         endpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT")
         honeycomb_key = get("HONEYCOMB_API_KEY")
         if honeycomb_key:
             endpoint = endpoint or HONEYCOMB_ENDPOINT
             headers.setdefault("x-honeycomb-team", honeycomb_key)
+        service_name = get("OTEL_SERVICE_NAME", "backend-flask")
+        metrics_headers = {**headers, **_parse_headers(get("OTEL_EXPORTER_OTLP_METRICS_HEADERS"))}
+        if honeycomb_key:
+            metrics_headers.setdefault(HONEYCOMB_DATASET_HEADER, f"{service_name}-metrics")
         return cls(
             env=env,
             telemetry=telemetry,
@@ -177,7 +211,7 @@ class Config:
             code_version=get("CRUDDUR_CODE_VERSION") or _code_version(),
             graceful_timeout=int(get("GUNICORN_GRACEFUL_TIMEOUT") or DEFAULT_GRACEFUL_TIMEOUT),
             prometheus_multiproc_dir=get("PROMETHEUS_MULTIPROC_DIR"),
-            service_name=get("OTEL_SERVICE_NAME", "backend-flask"),
+            service_name=service_name,
             otlp_endpoint=endpoint.rstrip("/"),
             otlp_traces_endpoint=get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
             otlp_headers=headers,
@@ -187,9 +221,15 @@ class Config:
             traces_sampler_arg=get("OTEL_TRACES_SAMPLER_ARG"),
             honeycomb_team=get("HONEYCOMB_TEAM"),
             honeycomb_environment=get("HONEYCOMB_ENVIRONMENT"),
+            otlp_metrics_endpoint=get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
+            metrics_headers=metrics_headers,
+            metrics_exporter=get("OTEL_METRICS_EXPORTER").lower(),
+            semconv_stability_opt_in=get("OTEL_SEMCONV_STABILITY_OPT_IN", "http"),
             xray_daemon_address=get("AWS_XRAY_DAEMON_ADDRESS"),
             xray_url=get("AWS_XRAY_URL"),
+            xray_transport=xray_transport,
             cloudwatch_log_group=get("CLOUDWATCH_LOG_GROUP"),
+            cloudwatch_transport=cloudwatch_transport,
             aws_region=get("AWS_REGION"),
             rollbar_access_token=get("ROLLBAR_ACCESS_TOKEN"),
             rollbar_endpoint=get("ROLLBAR_ENDPOINT"),
@@ -207,6 +247,15 @@ class Config:
         if self.otlp_traces_endpoint:
             return self.otlp_traces_endpoint
         return f"{self.otlp_endpoint}/v1/traces" if self.otlp_endpoint else ""
+
+    @property
+    def metrics_url(self) -> str:
+        """Where OTLP/HTTP metric export goes (beside the traces), or "" when metrics are off."""
+        if self.metrics_exporter == "none":
+            return ""
+        if self.otlp_metrics_endpoint:
+            return self.otlp_metrics_endpoint
+        return f"{self.otlp_endpoint}/v1/metrics" if self.otlp_endpoint else ""
 
     @property
     def shutdown_budget(self) -> float:

@@ -21,6 +21,7 @@ from cruddur.config import ENV_VARS, Config
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
+OTLP_OVERRIDE_FILE = REPO / "docker-compose.otlp.yml"
 COMPOSE = yaml.safe_load(COMPOSE_FILE.read_text())
 SERVICES = COMPOSE["services"]
 BACKEND = SERVICES["backend-flask"]
@@ -34,6 +35,7 @@ BOTO3_VARS = {
     "AWS_SESSION_TOKEN",
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS",
+    "AWS_ENDPOINT_URL_XRAY",
 }
 SECRETS = {
     "HONEYCOMB_API_KEY",
@@ -301,3 +303,63 @@ def test_gitpod_installs_both_and_opens_the_ports():
     before = gitpod["tasks"][0]["before"]
     for name in ("FRONTEND_URL", "BACKEND_URL", "VITE_BACKEND_URL", "AWS_XRAY_URL"):
         assert f"export {name}=" in before
+
+
+def merge_override(base: dict, override: dict) -> dict:
+    """Compose's merge of an override file: mappings merge key by key, the override's values win;
+    sequences (such as `profiles`) of a service are combined."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_override(merged[key], value)
+        elif isinstance(value, list) and isinstance(merged.get(key), list):
+            merged[key] = merged[key] + [item for item in value if item not in merged[key]]
+        else:
+            merged[key] = value
+    return merged
+
+
+def started_by_up(compose: dict, active_profiles: set[str]) -> set[str]:
+    """Services `docker compose up` starts: those without `profiles`, or with an active one (Compose spec, profiles)."""
+    return {
+        name
+        for name, service in compose["services"].items()
+        if not service.get("profiles") or set(service["profiles"]) & active_profiles
+    }
+
+
+def test_the_otlp_override_matches_the_compose_specification_schema():
+    result = check_compose_schema(OTLP_OVERRIDE_FILE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_docker_compose_up_starts_the_daemon_by_default():
+    """No profile on the daemon in the base file: plain `docker compose up` starts it, transports default."""
+    assert "profiles" not in SERVICES["xray-daemon"]
+    assert started_by_up(COMPOSE, set()) == set(SERVICES)
+    env = container_env(BACKEND, {})
+    assert (env["CRUDDUR_XRAY_TRANSPORT"], env["CRUDDUR_CLOUDWATCH_TRANSPORT"]) == ("daemon", "api")
+    config = Config.from_env(env)
+    assert (config.xray_transport, config.cloudwatch_transport) == ("daemon", "api")
+
+
+def test_the_otlp_override_drops_the_daemon_and_switches_both_transports():
+    """`-f docker-compose.yml -f docker-compose.otlp.yml up`: no daemon unless `--profile xray-daemon`."""
+    merged = merge_override(COMPOSE, yaml.safe_load(OTLP_OVERRIDE_FILE.read_text()))
+    assert merged["services"]["xray-daemon"]["profiles"] == ["xray-daemon"]
+    assert started_by_up(merged, set()) == set(SERVICES) - {"xray-daemon"}
+    assert started_by_up(merged, {"xray-daemon"}) == set(SERVICES)
+    # The backend still starts without it: its dependency on the daemon is not required.
+    dependency = merged["services"]["backend-flask"]["depends_on"]["xray-daemon"]
+    assert dependency["required"] is False
+    backend = merged["services"]["backend-flask"]
+    assert set(backend["environment"]) == set(BACKEND["environment"])
+    config = Config.from_env(container_env(backend, {}))
+    assert (config.xray_transport, config.cloudwatch_transport) == ("otlp", "otlp")
+    assert config.cloudwatch_log_group == "cruddur"
+
+
+def test_the_transports_can_be_chosen_from_the_shell():
+    env = container_env(BACKEND, {"CRUDDUR_XRAY_TRANSPORT": "otlp", "CRUDDUR_CLOUDWATCH_TRANSPORT": "otlp"})
+    config = Config.from_env(env)
+    assert (config.xray_transport, config.cloudwatch_transport) == ("otlp", "otlp")

@@ -50,6 +50,7 @@ class XRayControlPlane(ThreadingHTTPServer):
         self.requests: list[tuple[str, dict]] = []
         self.groups = {"Default": {"GroupName": "Default", "GroupARN": self.group_arn("Default")}}
         self.rules = {"Default": {"SamplingRule": dict(AWS_DEFAULT_RULE), "CreatedAt": 0.0, "ModifiedAt": 0.0}}
+        self.segment_destination = "XRay"  # X-Ray's default until Transaction Search is enabled
 
     @property
     def url(self) -> str:
@@ -58,7 +59,7 @@ class XRayControlPlane(ThreadingHTTPServer):
 
     def writes(self) -> list[str]:
         """Paths of every state-changing request received so far."""
-        return [path for path, _ in self.requests if path not in READ_PATHS]
+        return [path for path, _ in self.requests if path not in READ_PATHS | {"/GetTraceSegmentDestination"}]
 
     @staticmethod
     def group_arn(name: str) -> str:
@@ -106,6 +107,13 @@ class XRayControlPlane(ThreadingHTTPServer):
                 record["SamplingRule"].update(update)
                 record["ModifiedAt"] = time.time()
                 return 200, {"SamplingRuleRecord": record}
+            if path == "/GetTraceSegmentDestination":
+                return 200, {"Destination": self.segment_destination, "Status": "ACTIVE"}
+            if path == "/UpdateTraceSegmentDestination":
+                if body.get("Destination") not in ("XRay", "CloudWatchLogs"):
+                    return 400, _error("InvalidRequestException", "Destination must be XRay or CloudWatchLogs")
+                self.segment_destination = body["Destination"]
+                return 200, {"Destination": self.segment_destination, "Status": "PENDING"}
             return 404, _error("UnknownOperationException", path)
 
     @staticmethod
@@ -177,6 +185,7 @@ def aws(moto_server, tmp_path):
         AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-credentials"),
         AWS_ENDPOINT_URL_CLOUDWATCH_LOGS=moto_server,
         AWS_ENDPOINT_URL_XRAY=xray.url,
+        AWS_ENDPOINT_URL_STS=moto_server,
         AWS_EC2_METADATA_DISABLED="true",
     )
     logs = boto3.client(
@@ -323,3 +332,45 @@ def test_aws_errors_are_reported_without_a_traceback(aws):
     assert result.returncode == 1
     assert result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
+
+
+def resource_policies(logs) -> dict[str, dict]:
+    """CloudWatch Logs resource policies moto holds, by name, documents parsed."""
+    return {
+        p["policyName"]: json.loads(p["policyDocument"]) for p in logs.describe_resource_policies()["resourcePolicies"]
+    }
+
+
+def test_transaction_search_is_enabled_only_when_asked_and_idempotently(aws):
+    """--transaction-search: the logs resource policy for X-Ray, then segments to CloudWatch Logs."""
+    env, logs, xray = aws
+    plain = run(env)
+    assert plain.returncode == 0, plain.stderr
+    assert "Transaction" not in plain.stdout and "TransactionSearch" not in plain.stdout
+    assert xray.segment_destination == "XRay" and resource_policies(logs) == {}
+
+    dry = run(env, "--transaction-search", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "logs resource policy TransactionSearchXRayAccess: would create" in dry.stdout
+    assert "xray trace segment destination: would set CloudWatchLogs (was XRay)" in dry.stdout
+    assert xray.segment_destination == "XRay" and resource_policies(logs) == {}
+
+    first = run(env, "--transaction-search")
+    assert first.returncode == 0, first.stderr
+    assert "logs resource policy TransactionSearchXRayAccess: created" in first.stdout
+    assert "xray trace segment destination: set CloudWatchLogs (was XRay)" in first.stdout
+    assert xray.segment_destination == "CloudWatchLogs"
+    (statement,) = resource_policies(logs)["TransactionSearchXRayAccess"]["Statement"]
+    assert statement["Principal"] == {"Service": "xray.amazonaws.com"}
+    assert statement["Action"] == "logs:PutLogEvents"
+    assert statement["Resource"] == [
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:aws/spans:*",
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/application-signals/data:*",
+    ]
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+
+    second = run(env, "--transaction-search")
+    assert second.returncode == 0, second.stderr
+    assert "logs resource policy TransactionSearchXRayAccess: found, unchanged" in second.stdout
+    assert "xray trace segment destination: found, CloudWatchLogs (ACTIVE)" in second.stdout
+    assert xray.writes().count("/UpdateTraceSegmentDestination") == 1

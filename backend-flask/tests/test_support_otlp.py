@@ -159,8 +159,25 @@ def test_garbage_is_rejected_with_400_and_nothing_stored(otlp_receiver, content_
 
 
 def test_unknown_path_is_404(otlp_receiver):
-    assert requests.post(otlp_receiver.url + "/v1/metrics", data=b"", timeout=5).status_code == 404
+    assert requests.post(otlp_receiver.url + "/v1/logs", data=b"", timeout=5).status_code == 404
     assert otlp_receiver.request_count == 1
+
+
+def test_metrics_are_decoded_and_garbage_is_400(otlp_receiver):
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    request = ExportMetricsServiceRequest()
+    metric = (
+        request.resource_metrics.add().scope_metrics.add().metrics.add(name="http.server.request.duration", unit="s")
+    )
+    point = metric.histogram.data_points.add(count=3, sum=0.25, bucket_counts=[1, 2], explicit_bounds=[0.1])
+    point.attributes.add(key="http.route").value.string_value = "/api/activities/home"
+    url = otlp_receiver.url + "/v1/metrics"
+    assert requests.post(url, data=request.SerializeToString(), timeout=5).status_code == 200
+    (received,) = otlp_receiver.metric_points("http.server.request.duration")
+    assert (received["type"], received["count"], received["sum"]) == ("histogram", 3, 0.25)
+    assert received["bucket_counts"] == [1, 2] and received["attributes"] == {"http.route": "/api/activities/home"}
+    assert requests.post(url, data=b"\xff\xff", timeout=5).status_code == 400
 
 
 def test_cli_prints_url_then_one_line_per_span():

@@ -5,7 +5,9 @@ daemon thread per process delivers, one item at a time, with the caller's timeou
 vendor's `Retry-After` pauses the sender (never a request). A failed item is counted and dropped,
 not retried: a retry loop is how an outage turns into a memory leak. The thread starts on first
 use, and a process forked after the queue was made starts afresh, so each gunicorn worker has its
-own. Used by the Rollbar reporter and the browser span relay.
+own. Used by the Rollbar reporter and the browser span relay (one item per send), and by CloudWatch
+Logs over OTLP (batches: up to `max_batch` items, sent when the batch is full or its oldest item has
+waited `linger` seconds, so the sender wakes once per batch rather than once per item).
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ class BoundedSender:
     """Delivers items with `send(item)` on one background thread; `submit` never blocks.
 
     `send` returns normally on success, raises RetryLater to pause, or raises anything else to
-    count a failure; its own timeouts bound how long one attempt holds the thread.
+    count a failure; its own timeouts bound how long one attempt holds the thread. With
+    `max_batch` > 1 it is called as `send(items)` with a list, and may return how many of them the
+    vendor rejected (counted as dropped).
     """
 
     def __init__(
@@ -64,11 +68,17 @@ class BoundedSender:
         status: IntegrationStatus,
         logger: logging.Logger,
         max_queue: int = 1000,
+        max_batch: int = 1,
+        linger: float = 0.0,
+        on_start: Callable[[], None] | None = None,
     ):
         self.name = name
         self._send = send
         self.status = status
         self.max_queue = max_queue
+        self.max_batch = max_batch
+        self.linger = linger
+        self._on_start = on_start  # runs first on each new sender thread (e.g. building a client)
         self._warning = RateLimitedWarning(logger)
         self._reset()
         status.set_queue_probe(self.queued)
@@ -81,8 +91,11 @@ class BoundedSender:
         self._in_flight = 0
         self._paused_until = 0.0
         self._closed = False
+        self._hurry = False  # flushing: send what is queued without waiting for a full batch
+        self._oldest_at = 0.0  # when the oldest queued item arrived
         self._gave_up = False  # flush ran out of time: a late result is no longer counted
         self._thread: threading.Thread | None = None
+        self._thread_ident: int | None = None
 
     def queued(self) -> int:
         """Items waiting or being sent (one given up on at shutdown is no longer counted here)."""
@@ -95,62 +108,86 @@ class BoundedSender:
         with self._cond:
             accepted = not self._closed and len(self._items) < self.max_queue
             if accepted:
+                if not self._items:
+                    self._oldest_at = time.monotonic()
                 self._items.append(item)
                 if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(target=self._run, name=f"cruddur-{self.name}-sender", daemon=True)
                     self._thread.start()
-                self._cond.notify_all()
+                if len(self._items) == 1 or len(self._items) >= self.max_batch:
+                    self._cond.notify_all()  # the first item starts the linger; a full batch goes now
                 return True
         self.status.record_dropped()
         self._warning.warn("%s: %s; dropped", self.name, "stopped" if self._closed else "queue full")
         return False
 
+    def on_sender_thread(self) -> bool:
+        """Whether the caller is this sender's thread (what it logs must not be queued again)."""
+        return threading.get_ident() == self._thread_ident
+
     def _run(self) -> None:
+        self._thread_ident = threading.get_ident()
+        if self._on_start is not None:
+            try:
+                with suppress_instrumentation():
+                    self._on_start()
+            except Exception as error:  # the first delivery tries again
+                self._warning.warn("%s: not ready yet (%s)", self.name, type(error).__name__)
         while True:
             with self._cond:
                 while not self._closed:
-                    pause = self._paused_until - time.monotonic()
+                    now = time.monotonic()
+                    pause = self._paused_until - now
+                    wait_for_more = self._oldest_at + self.linger - now
                     if pause > 0:
                         self._cond.wait(pause)
-                    elif self._items:
+                    elif self._items and (len(self._items) >= self.max_batch or wait_for_more <= 0 or self._hurry):
                         break
+                    elif self._items:
+                        self._cond.wait(wait_for_more)
                     else:
                         self._cond.wait()
                 if self._closed:
                     return
-                item = self._items.popleft()
-                self._in_flight = 1
+                batch = [self._items.popleft() for _ in range(min(self.max_batch, len(self._items)))]
+                self._in_flight = len(batch)
             try:
-                self._deliver(item)
+                self._deliver(batch)
             finally:
                 with self._cond:
                     self._in_flight = 0
                     self._cond.notify_all()
 
-    def _deliver(self, item) -> None:
+    def _deliver(self, batch: list) -> None:
         try:
             with suppress_instrumentation():  # telemetry's own traffic is never an application span
-                self._send(item)
+                rejected = self._send(batch) if self.max_batch > 1 else self._send(batch[0])
         except RetryLater as later:
             with self._cond:
                 self._paused_until = max(self._paused_until, time.monotonic() + later.seconds)
-            self._failed(later.reason, f"{later}; pausing")
+            self._failed(later.reason, f"{later}; pausing", len(batch))
         except Exception as error:
-            self._failed(error, f"{type(error).__name__}: {error}")
+            self._failed(error, f"{type(error).__name__}: {error}", len(batch))
         else:
+            rejected = min(rejected, len(batch)) if self.max_batch > 1 and isinstance(rejected, int) else 0
             with self._cond:
                 self._in_flight = 0  # before counting: the count publishes the queue length
-                if not self._gave_up:  # else flush already counted it as dropped
-                    self.status.record_sent()
+                if self._gave_up:  # flush already counted it as dropped
+                    return
+                self.status.record_sent(len(batch) - rejected)
+                if rejected:
+                    self.status.record_dropped(rejected)
+            if rejected:
+                self._warning.warn("%s: the vendor rejected %d of %d items", self.name, rejected, len(batch))
 
-    def _failed(self, error: BaseException | str, why: str) -> None:
+    def _failed(self, error: BaseException | str, why: str, count: int = 1) -> None:
         with self._cond:
             self._in_flight = 0
             if self._gave_up:  # counted as dropped when flush gave up on it
                 return
             self.status.record_error(error)
-            self.status.record_dropped()
-        self._warning.warn("%s: delivery failed (%s); dropped", self.name, why)
+            self.status.record_dropped(count)
+        self._warning.warn("%s: delivery failed (%s); %d dropped", self.name, why, count)
 
     def flush(self, timeout: float) -> None:
         """Deliver what is queued within `timeout` seconds, then stop; what is left is counted as dropped."""
@@ -158,6 +195,8 @@ class BoundedSender:
             return
         deadline = time.monotonic() + max(timeout, 0.0)
         with self._cond:
+            self._hurry = True
+            self._cond.notify_all()
             while self._items or self._in_flight:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._paused_until > deadline:

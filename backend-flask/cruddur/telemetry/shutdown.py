@@ -16,10 +16,10 @@ log = logging.getLogger(__name__)
 # Seconds that all flushes together may take when no configuration says (Config.shutdown_budget:
 # gunicorn's graceful_timeout less a margin).
 DEFAULT_BUDGET = 20.0
-# The database pool, OpenTelemetry, the browser relay, Rollbar and CloudWatch Logs. With at most
-# this many flushes, each is given at least `min_share(budget)`: the shares are fair shares of what
-# is left.
-MAX_FLUSHES = 5
+# The database pool, OpenTelemetry, the browser relay, Rollbar, CloudWatch Logs, request metrics
+# and X-Ray over OTLP (a second span destination). With at most this many flushes, each is given at
+# least `min_share(budget)`: the shares are fair shares of what is left.
+MAX_FLUSHES = 7
 
 
 def min_share(budget: float) -> float:

@@ -287,15 +287,25 @@ def build_provider(config: Config) -> TracerProvider:
     )
 
 
+def otlp_exporter(config: Config, url: str, headers: dict[str, str], session=None) -> SpanExporter:
+    """The OTLP/HTTP protobuf span exporter every destination uses (`session`: e.g. a signing one)."""
+    return WireOTLPSpanExporter(endpoint=url, headers=headers, timeout=export_timeout(config), session=session)
+
+
 def _exporter(config: Config) -> tuple[SpanExporter | None, str]:
     if config.traces_exporter == "console":
         return ConsoleSpanExporter(service_name=config.service_name, out=_Stdout()), "OTEL_TRACES_EXPORTER=console"
     if config.traces_url:
-        exporter = WireOTLPSpanExporter(
-            endpoint=config.traces_url, headers=config.otlp_headers, timeout=export_timeout(config)
-        )
-        return exporter, "OTLP/HTTP configured"
+        return otlp_exporter(config, config.traces_url, config.otlp_headers), "OTLP/HTTP configured"
     return None, "no OTEL_EXPORTER_OTLP_ENDPOINT or HONEYCOMB_API_KEY"
+
+
+def add_destination(app: Flask, provider: TracerProvider, exporter: SpanExporter, status: IntegrationStatus) -> None:
+    """Export recorded spans to one more place, with its own bounded queue, thread, counters and flush."""
+    config: Config = app.extensions["cruddur.config"]
+    processor = CountingBatchSpanProcessor(CountingExporter(exporter, status), max_queue_size=config.span_queue_size)
+    provider.add_span_processor(ContainedSpanProcessor(processor, Containment(status, log)))
+    on_shutdown(app, 10, status.name, processor.shutdown_within)
 
 
 def _connection_instrumentor(provider: TracerProvider):
@@ -323,11 +333,7 @@ def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
     exporter, reason = _exporter(config)
     status = IntegrationStatus("opentelemetry", exporter is not None, reason)
     if exporter is not None:
-        processor = CountingBatchSpanProcessor(
-            CountingExporter(exporter, status), max_queue_size=config.span_queue_size
-        )
-        provider.add_span_processor(ContainedSpanProcessor(processor, Containment(status, log)))
-        on_shutdown(app, 10, "opentelemetry", processor.shutdown_within)
+        add_destination(app, provider, exporter, status)
     app.extensions["cruddur.tracer_provider"] = provider
     app.extensions["cruddur.tracer"] = provider.get_tracer(TRACER_NAME)
     app.extensions["cruddur.instrument_connection"] = _connection_instrumentor(provider)
@@ -336,9 +342,11 @@ def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
     # `traceresponse`. These are process-wide by design of the OpenTelemetry API.
     propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), XRayRootPropagator()]))
     set_global_response_propagator(TraceResponsePropagator())
-    # The app exports no metrics: the instrumentor's request counter and duration histogram would
-    # be recorded on the API's proxy instruments and thrown away. No-op instruments cost less.
-    FlaskInstrumentor().instrument_app(app, tracer_provider=provider, meter_provider=NoOpMeterProvider())
+    # Request metrics go to this worker's MeterProvider when metrics export is on
+    # (telemetry/metrics.py). Otherwise no-op instruments: the API's proxy instruments would record
+    # every request and throw it away, and no-op ones cost less.
+    meter_provider = app.extensions.get("cruddur.meter_provider") or NoOpMeterProvider()
+    FlaskInstrumentor().instrument_app(app, tracer_provider=provider, meter_provider=meter_provider)
     # Outgoing HTTP calls made by application code. Telemetry's own calls (OTLP export, the
     # browser relay, Rollbar) run with instrumentation suppressed, so they never become spans.
     requests_instrumentor = RequestsInstrumentor()

@@ -178,6 +178,9 @@ class FaultRun:
     concurrency: int = 4
     rate: float | None = 100.0  # requests per second over all connections; None: as fast as answered
     progress: object = None  # callable(str) for progress lines (the soak prints them)
+    extra_env: object = None  # callable(fault, sinks) -> variables added to the app's environment
+    must_fail: dict | None = None  # this campaign's MUST_FAIL table (default: the module's)
+    must_back_up: dict | None = None  # this campaign's MUST_BACK_UP table (default: the module's)
 
     env: dict = field(default_factory=dict)
     server: AppServer | None = None
@@ -200,6 +203,8 @@ class FaultRun:
     def start(self, extra_env: dict | None = None) -> FaultRun:
         """Put the sinks in the fault, then start the app (timed) pointed at them."""
         self.sinks.set_fault(self.fault)
+        if extra_env is None and self.extra_env is not None:
+            extra_env = self.extra_env(self.fault, self.sinks)
         self.env = {
             **self.sinks.env,
             **secrets(),
@@ -338,11 +343,13 @@ class FaultRun:
     def outage_visible(self) -> bool:
         """Whether the health check shows what MUST_FAIL / MUST_BACK_UP expect for this fault."""
         health = self.health()
-        for name in MUST_FAIL.get(self.fault, ()):
+        must_fail = MUST_FAIL if self.must_fail is None else self.must_fail
+        must_back_up = MUST_BACK_UP if self.must_back_up is None else self.must_back_up
+        for name in must_fail.get(self.fault, ()):
             state = health.get(name, {})
             if not (state.get("failed") and state.get("last_error_at")):
                 return False
-        for name in MUST_BACK_UP.get(self.fault, ()):
+        for name in must_back_up.get(self.fault, ()):
             state = health.get(name, {})
             if not (state.get("queued") or state.get("dropped")):
                 return False

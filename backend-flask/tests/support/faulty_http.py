@@ -41,6 +41,7 @@ class ReceivedRequest:
     body: bytes
     mode: str
     received_at: float
+    raw_body: bytes = b""  # as it came over the wire (still compressed): what a signature covers
 
     def json(self):
         """Return the body parsed as JSON."""
@@ -114,7 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _read_body(handler):
-    """Read the request body (Content-Length or chunked) and undo Content-Encoding."""
+    """Read the request body (Content-Length or chunked); return it raw and with Content-Encoding undone."""
     headers = handler.headers
     if "chunked" in headers.get("Transfer-Encoding", "").lower():
         chunks = []
@@ -134,12 +135,12 @@ def _read_body(handler):
     encoding = headers.get("Content-Encoding", "").strip().lower()
     try:
         if encoding == "gzip":
-            return gzip.decompress(raw)
+            return raw, gzip.decompress(raw)
         if encoding == "deflate":
-            return zlib.decompress(raw)
+            return raw, zlib.decompress(raw)
     except (OSError, zlib.error, EOFError) as error:
         raise BadRequest(f"cannot decode {encoding} body: {error}") from error
-    return raw
+    return raw, raw
 
 
 class FaultyHTTPServer:
@@ -328,7 +329,7 @@ class FaultyHTTPServer:
             handler.close_connection = True
             return
         try:
-            body = _read_body(handler)
+            raw_body, body = _read_body(handler)
         except (BadRequest, ValueError) as error:
             self._write(handler, Response.json(400, {"error": str(error)}))
             handler.close_connection = True
@@ -340,6 +341,7 @@ class FaultyHTTPServer:
             body=body,
             mode=mode,
             received_at=time.time(),
+            raw_body=raw_body,
         )
         self._record(request)
         if mode == "blackhole":

@@ -9,6 +9,13 @@ Each span becomes::
      "events": [{"name", "time_unix_nano", "attributes"}], "links": [{"trace_id", "span_id", "attributes"}],
      "resource": {...resource attributes...}, "scope": str, "scope_version": str}
 
+``POST /v1/metrics`` (protobuf) is decoded too: each data point becomes::
+
+    {"name": str, "unit": str, "type": "histogram" | "sum" | "gauge", "attributes": {...},
+     "resource": {...}, "scope": str, "start_time_unix_nano": int, "time_unix_nano": int,
+     "count": int, "sum": float, "bucket_counts": [...], "explicit_bounds": [...]   (histogram)
+     "value": int | float, "is_monotonic": bool                                    (sum, gauge)}
+
 Run alone (the frontend's e2e test reads the stream)::
 
     python -m tests.support.otlp_receiver --port 0
@@ -24,6 +31,10 @@ import threading
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -33,6 +44,7 @@ from tests.support.faulty_http import MODES, BadRequest, FaultyHTTPServer, Respo
 from tests.support.waiting import wait_for
 
 TRACES_PATH = "/v1/traces"
+METRICS_PATH = "/v1/metrics"
 _KIND_NAMES = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
 _STATUS_NAMES = {0: "UNSET", 1: "OK", 2: "ERROR"}
 _ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
@@ -134,6 +146,45 @@ def spans_of(message):
     return spans
 
 
+def _number(point):
+    return point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
+
+
+def metric_points_of(message):
+    """Flatten an ``ExportMetricsServiceRequest`` into data point dicts (see the module docstring)."""
+    points = []
+    for resource_metrics in message.resource_metrics:
+        resource = key_values(resource_metrics.resource.attributes)
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                kind = metric.WhichOneof("data")
+                data = getattr(metric, kind)
+                for point in data.data_points:
+                    entry = {
+                        "name": metric.name,
+                        "unit": metric.unit,
+                        "type": kind,
+                        "attributes": key_values(point.attributes),
+                        "resource": resource,
+                        "scope": scope_metrics.scope.name,
+                        "start_time_unix_nano": point.start_time_unix_nano,
+                        "time_unix_nano": point.time_unix_nano,
+                    }
+                    if kind == "histogram":
+                        entry.update(
+                            count=point.count,
+                            sum=point.sum,
+                            bucket_counts=list(point.bucket_counts),
+                            explicit_bounds=list(point.explicit_bounds),
+                        )
+                    elif kind in ("sum", "gauge"):
+                        entry["value"] = _number(point)
+                        if kind == "sum":
+                            entry["is_monotonic"] = data.is_monotonic
+                    points.append(entry)
+    return points
+
+
 class OTLPReceiver(FaultyHTTPServer):
     """OTLP/HTTP receiver for ``POST /v1/traces``; see the module docstring for the span shape."""
 
@@ -145,6 +196,7 @@ class OTLPReceiver(FaultyHTTPServer):
         self._spans = []
         self._exports = []
         self._listeners = []
+        self._metric_points = []
 
     @property
     def endpoint(self):
@@ -163,6 +215,8 @@ class OTLPReceiver(FaultyHTTPServer):
 
     def handle(self, request):
         """Decode, store, answer with an empty ``ExportTraceServiceResponse``."""
+        if request.method == "POST" and request.path.split("?")[0] == METRICS_PATH:
+            return self._metrics(request)
         if request.method != "POST" or request.path.split("?")[0] != TRACES_PATH:
             return super().handle(request)
         content_type = request.headers.get("content-type", "application/x-protobuf").lower()
@@ -178,10 +232,27 @@ class OTLPReceiver(FaultyHTTPServer):
             return Response(200, b"{}", "application/json")
         return Response(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
 
+    def _metrics(self, request):
+        message = ExportMetricsServiceRequest()
+        try:
+            message.ParseFromString(request.body)
+        except DecodeError as error:
+            raise BadRequest(f"invalid protobuf: {error}") from error
+        points = metric_points_of(message)
+        with self._lock:
+            self._metric_points.extend(points)
+        return Response(200, ExportMetricsServiceResponse().SerializeToString(), "application/x-protobuf")
+
     def reset_data(self):
-        """Forget spans and exports."""
+        """Forget spans, metrics and exports."""
         self._spans.clear()
         self._exports.clear()
+        self._metric_points.clear()
+
+    def metric_points(self, name=None):
+        """Every metric data point received (of metric ``name``, if given), in arrival order."""
+        with self._lock:
+            return [p for p in self._metric_points if name is None or p["name"] == name]
 
     # -- accessors -----------------------------------------------------------------------------
 

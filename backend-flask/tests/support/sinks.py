@@ -10,10 +10,14 @@ prints one JSON line when ready::
 
 and on SIGTERM/SIGINT prints one JSON summary line (see ``summary``) and exits 0.
 
-``--mode`` applies to the HTTP sinks (OTLP, Rollbar, the proxy in front of moto); for X-Ray, ``refuse``
+The AWS OTLP stand-in (X-Ray and CloudWatch Logs over OTLP, SigV4-checked) runs too; ``aws_env``
+holds the variables for the app's OTLP transports (its credentials, region and endpoints), and the
+session token ``EXPIRED_SESSION_TOKEN`` is refused as expired.
+
+``--mode`` applies to the HTTP sinks (OTLP, Rollbar, the proxy in front of moto, AWS OTLP); for X-Ray, ``refuse``
 closes the UDP port and ``blackhole`` reads and drops datagrams. ``control_url`` accepts
 ``GET /stats`` (the summary) and ``POST /mode`` with ``{"sink": "otlp"|"rollbar"|"cloudwatch"|"xray"|"all",
-"mode": ...}`` to change faults while running.
+"mode": ...}`` to change faults while running (``aws`` for the AWS OTLP stand-in).
 """
 
 import argparse
@@ -23,6 +27,7 @@ import sys
 import threading
 from collections import Counter
 
+from tests.support.aws_otlp_endpoint import AWSOTLPEndpoint
 from tests.support.faulty_http import MODES, BadRequest, FaultyHTTPServer, Response
 from tests.support.moto_logs import MotoLogs
 from tests.support.otlp_receiver import OTLPReceiver
@@ -30,6 +35,7 @@ from tests.support.rollbar_receiver import RollbarReceiver
 from tests.support.xray_listener import XRayListener
 
 _XRAY_MODE = {"refuse": "refuse", "blackhole": "drop"}
+EXPIRED_SESSION_TOKEN = "cruddur-expired-session-token"
 
 
 class Sinks:
@@ -42,6 +48,8 @@ class Sinks:
         self.rollbar = RollbarReceiver(port=rollbar_port, **http)
         self.xray = XRayListener(port=xray_port, mode=_XRAY_MODE.get(mode, "ok"))
         self.moto = MotoLogs(faults=True, proxy_port=moto_port)
+        self.aws = AWSOTLPEndpoint(**http)
+        self.aws.expired_tokens.add(EXPIRED_SESSION_TOKEN)
         self._http_settings = http
 
     def start(self):
@@ -54,11 +62,12 @@ class Sinks:
         self.otlp.start()
         self.rollbar.start()
         self.xray.start()
+        self.aws.start()
         return self
 
     def stop(self):
         """Stop everything."""
-        for sink in (self.otlp, self.rollbar, self.xray, self.moto):
+        for sink in (self.otlp, self.rollbar, self.xray, self.moto, self.aws):
             sink.stop()
 
     def __enter__(self):
@@ -71,7 +80,7 @@ class Sinks:
         """Change one sink's fault mode (``all`` for every sink)."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
-        targets = ["otlp", "rollbar", "cloudwatch", "xray"] if sink == "all" else [sink]
+        targets = ["otlp", "rollbar", "cloudwatch", "xray", "aws"] if sink == "all" else [sink]
         for target in targets:
             if target == "otlp":
                 self.otlp.mode = mode
@@ -81,6 +90,8 @@ class Sinks:
                 self.moto.mode = mode
             elif target == "xray":
                 self.xray.mode = _XRAY_MODE.get(mode, "ok")
+            elif target == "aws":
+                self.aws.mode = mode
             else:
                 raise ValueError(f"unknown sink {target!r}")
 
@@ -99,6 +110,7 @@ class Sinks:
                 "ROLLBAR_ENDPOINT": self.rollbar.endpoint,
                 **self.moto.env(),
             },
+            "aws_env": self.aws.env(),
         }
 
     def summary(self):
@@ -130,6 +142,19 @@ class Sinks:
                 "rollbar": self.rollbar.counts_by_mode(),
                 "cloudwatch": self.moto.proxy.counts_by_mode(),
                 "xray_datagrams": self.xray.datagram_count,
+                "aws": self.aws.counts_by_mode(),
+            },
+            "aws": {
+                "spans": len(self.aws.spans()),
+                "server_spans": sum(1 for s in self.aws.spans() if s["kind"] == "SERVER"),
+                "log_records": len(self.aws.logs()),
+                "denied": [d["type"] for d in self.aws.denied()],
+                # A sample of the signatures received, to prove none of them was ever logged.
+                "signatures": [
+                    r.headers["authorization"].rsplit("Signature=", 1)[-1]
+                    for r in self.aws.requests()[-50:]
+                    if "authorization" in r.headers
+                ],
             },
         }
 

@@ -1,0 +1,107 @@
+"""AWS's OTLP endpoints (X-Ray traces, CloudWatch Logs): where they are and how requests are signed.
+
+Both take OTLP/HTTP protobuf signed with Signature Version 4: service `xray` for
+`https://xray.<region>.amazonaws.com/v1/traces`, service `logs` for
+`https://logs.<region>.amazonaws.com/v1/logs`. The endpoint, region and credentials come from
+botocore's standard resolution (`AWS_ENDPOINT_URL_XRAY`, `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`,
+`AWS_ENDPOINT_URL`, `AWS_DEFAULT_REGION`, the default credential chain), so what works for boto3
+works here.
+
+Signing is a `requests` auth hook: it runs when `requests` has prepared the request, so it signs
+exactly the headers and body bytes that go out (compressed or not), and it runs on the exporter's
+own thread. Credentials are resolved there on first use (never on the startup path: the chain may
+ask instance metadata) and refreshed by botocore when they are temporary.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import botocore.session
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.configprovider import ConfiguredEndpointProvider
+
+log = logging.getLogger(__name__)
+
+XRAY_SIGNING_NAME = "xray"
+LOGS_SIGNING_NAME = "logs"
+
+
+class NoCredentials(Exception):
+    """The default credential chain found nothing to sign with."""
+
+
+class SigV4RequestAuth(requests.auth.AuthBase):
+    """Signs each prepared request with SigV4 for one service and region (botocore's signer)."""
+
+    def __init__(self, session: botocore.session.Session, service: str, region: str):
+        self.session = session
+        self.service = service
+        self.region = region
+        self._credentials = None
+        self._lock = threading.Lock()
+
+    def credentials(self):
+        """The credentials to sign with, frozen (resolved through the default chain on first use)."""
+        return self._frozen_credentials()
+
+    def _frozen_credentials(self):
+        with self._lock:
+            if self._credentials is None:
+                self._credentials = self.session.get_credentials()
+            if self._credentials is None:
+                raise NoCredentials("no AWS credentials found by the default chain")
+            # A consistent (key, secret, token) triple, refreshed first if it is about to expire.
+            return self._credentials.get_frozen_credentials()
+
+    def __call__(self, prepared: requests.PreparedRequest) -> requests.PreparedRequest:
+        """Add X-Amz-Date, X-Amz-Security-Token (temporary credentials) and Authorization."""
+        headers = {k: v for k, v in prepared.headers.items() if k.lower() not in ("authorization", "x-amz-date")}
+        aws_request = AWSRequest(method=prepared.method, url=prepared.url, headers=headers, data=prepared.body or b"")
+        SigV4Auth(self._frozen_credentials(), self.service, self.region).add_auth(aws_request)
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
+            if name in aws_request.headers:
+                prepared.headers[name] = aws_request.headers[name]
+        return prepared
+
+
+def signed_session(service: str, region: str, session: botocore.session.Session | None = None) -> requests.Session:
+    """A `requests` session whose every request is SigV4-signed for `service` in `region`."""
+    http = requests.Session()
+    http.auth = SigV4RequestAuth(session or botocore.session.Session(), service, region)
+    return http
+
+
+def resolve(service_id: str, fallback_region: str = "") -> tuple[str, str, str]:
+    """(endpoint base URL, region, "") as boto3 would resolve them for `service_id`, or ("", "", why not).
+
+    A configured endpoint is found as boto3 finds it (AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL,
+    the config file's `services` section), else the regional one AWS documents for the OTLP
+    endpoints, `https://<service>.<region>.amazonaws.com`. No credential lookup, no network, and no
+    service model loaded (building a client would load one: tens of milliseconds per worker).
+    """
+    try:
+        session = botocore.session.Session()
+        region = session.get_config_variable("region") or fallback_region
+        if not region:
+            return "", "", "botocore finds no region"
+        configured = None
+        if not session.get_config_variable("ignore_configured_endpoint_urls"):
+            provider = ConfiguredEndpointProvider(session.full_config, session.get_scoped_config(), service_id)
+            configured = provider.provide()
+    except Exception as error:  # a malformed config file or profile
+        return "", "", f"botocore cannot resolve the endpoint ({type(error).__name__})"
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return (configured or f"https://{service_id}.{region}.{suffix}").rstrip("/"), region, ""
+
+
+def quiet_signature_logging() -> None:
+    """Keep botocore's DEBUG records out, whatever the root level: `botocore.auth` logs the string to
+    sign and the signature, `botocore.endpoint` every request with its Authorization and
+    X-Amz-Security-Token headers."""
+    botocore_logger = logging.getLogger("botocore")
+    if botocore_logger.level < logging.INFO:
+        botocore_logger.setLevel(logging.INFO)
