@@ -70,13 +70,23 @@ class Outcome:
 
 
 def load(servers, shared, label, during=None):
-    """8 clients, each posting and replying through both instances; returns the Outcome."""
+    """8 clients, each posting and replying through both instances; returns the Outcome.
+
+    With `during`, the clients keep writing (past ROUNDS) until `during` has returned, so what it
+    does happens under load however fast the machine is.
+    """
     outcome = Outcome()
     deadline = time.monotonic() + 120
+    during_done = threading.Event()
+
+    def busy(index):
+        return index < ROUNDS or (during is not None and not during_done.is_set())
 
     def run(number):
         client = Client(f"client-{number}", servers, outcome)
-        for index in range(ROUNDS):
+        index = 0
+        while busy(index):
+            assert time.monotonic() < deadline, "the load did not finish in time"
             text = f"{label} c{number} r{index} {uuid.uuid4().hex[:6]}"
             crud = client.write(number + index, "/api/activities", {"message": text, "ttl": "1-day"}, deadline)
             reply = client.write(
@@ -90,11 +100,18 @@ def load(servers, shared, label, during=None):
                 outcome.replies[crud["uuid"]] += 1
                 outcome.replies[shared] += 1
                 outcome.messages += [text, f"re {text}", shared_reply]
+            index += 1
+
+    def run_during():
+        try:
+            during()
+        finally:
+            during_done.set()
 
     with ThreadPoolExecutor(CLIENTS + 1) as pool:
         futures = [pool.submit(run, number) for number in range(CLIENTS)]
         if during is not None:
-            futures.append(pool.submit(during))
+            futures.append(pool.submit(run_during))
         for future in futures:
             future.result()
     return outcome
