@@ -464,9 +464,16 @@ def test_the_self_check_fails_when_the_instrumentor_behaves_otherwise():
     assert not request_context.self_check(probe_provider, with_another_hook)
 
 
-def test_instrument_finds_exactly_what_flask_instrumentor_adds():
+def test_the_instrumentor_behaviour_the_layer_relies_on():
+    """Each entry of INSTRUMENTOR_INTERNALS, against the installed FlaskInstrumentor and Flask."""
+    from flask.globals import request_ctx
+
     app = Flask(__name__)
     inner = app.wsgi_app
     hooks = request_context.instrument(app, lambda: tracing._instrument_flask(app, probe_provider(SeededIds()), ""))
     assert hooks is not None and hooks.in_place(app) and hooks.inner_wsgi_app == inner
     assert request_context.instrument(Flask(__name__), lambda: None) is None
+    assert tracing.context_layer_supported()  # span, traceresponse and teardown, by the probe
+    with app.test_request_context("/"):
+        assert request_ctx._get_current_object().request is request._get_current_object()
+    assert len(request_context.INSTRUMENTOR_INTERNALS) == 5

@@ -35,6 +35,18 @@ from opentelemetry.util.http import parse_excluded_urls
 
 from .propagation import caller_decision
 
+# What the layer relies on of FlaskInstrumentor and Flask beyond their public API, and how it is checked
+# (tests/test_request_context.py checks each against the installed libraries).
+INSTRUMENTOR_INTERNALS = {
+    "instrument_app adds one before_request, one teardown_request and a WSGI wrapper, nothing else": (
+        "found by comparing the app's hook lists around the call; anything else keeps the instrumentor"
+    ),
+    "its request span: from the global propagator's extract when no span is current (SERVER), else a "
+    "child (INTERNAL); current from its before_request until its teardown_request": "self_check at startup",
+    "its traceresponse: the global response propagator when the response starts, unless excluded": "self_check",
+    "its teardown ends the span only in the request context that started it": "self_check, tests",
+    "flask.globals.request_ctx": "the current RequestContext (the instrumentor reads it too)",
+}
 # In the WSGI environ: the layer serving this request, and the request's span with its context tokens.
 _LAYER_KEY = "cruddur.request_context.layer"
 _STATE_KEY = "cruddur.request_context.state"
