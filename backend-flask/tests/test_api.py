@@ -116,8 +116,9 @@ def test_posts_by_an_acting_user_that_is_gone_fail_and_write_nothing(config):
 
 
 def test_concurrent_replies_and_first_messages(config):
-    """Four app instances (each with its own connections) writing at once: every reply is counted on
-    its crud, and the first messages between one pair all land in one conversation."""
+    """Four app instances (each with its own connections) writing at once: every crud is stored,
+    every reply is counted on its crud, and the first messages between one pair all land in one
+    conversation."""
     import threading
 
     from cruddur import create_app
@@ -134,13 +135,17 @@ def test_concurrent_replies_and_first_messages(config):
             body = {"message": f"m{n}.{i}", "user_receiver_handle": "londo"}
             statuses.append(post(client, "/api/messages", body).status_code)
             statuses.append(post(client, f"/api/activities/{crud['uuid']}/reply", {"message": f"r{n}.{i}"}).status_code)
+            statuses.append(post(client, "/api/activities", {"message": f"c{n}.{i}", "ttl": "1-day"}).status_code)
 
     threads = [threading.Thread(target=write, args=(app, n)) for n, app in enumerate(apps)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert statuses == [200] * 80
+    assert statuses == [200] * 120
+    with open_store(config) as store:
+        n = store._execute("SELECT COUNT(*) AS n FROM activities WHERE message LIKE ?", ("c%.%",)).fetchone()["n"]
+    assert n == 40
     client = apps[0].test_client()
     shown = client.get(f"/api/activities/{crud['uuid']}").json
     assert (shown["replies_count"], len(shown["replies"])) == (40, 40)
