@@ -19,6 +19,12 @@ STOP_BOUND_SECONDS = 35.0
 MEMORY_BOUND_MIB = 64.0
 
 
+def completed(run):
+    """``run``, failing here (with the app's last words) if the run itself could not complete."""
+    assert run.error is None, f"{run.fault}: {run.error}\n{run.server.stderr_text()[-3000:] if run.server else ''}"
+    return run
+
+
 def check_started(run) -> None:
     """The app was up within the startup bound, in the outage."""
     assert run.startup_seconds < STARTUP_BOUND_SECONDS, f"{run.fault}: startup took {run.startup_seconds:.1f} s"

@@ -12,17 +12,7 @@ import pytest
 
 from tests.support.sinks import EXPIRED_SESSION_TOKEN
 
-from .checks import (
-    check_every_request_answered,
-    check_graceful_stop,
-    check_latency,
-    check_memory,
-    check_no_secret_leaked,
-    check_outage_in_health,
-    check_quiet_logs,
-    check_started,
-    health_bodies,
-)
+from . import checks
 from .rig import HEALTHY, run_faults
 
 pytestmark = pytest.mark.slow
@@ -80,45 +70,43 @@ def runs(tmp_path_factory):
 @pytest.fixture(params=ALL_RUNS)
 def run(request, runs):
     """One fault's run; fails here if the run itself could not complete."""
-    run = runs[request.param]
-    assert run.error is None, f"{run.fault}: {run.error}\n{run.server.stderr_text()[-3000:] if run.server else ''}"
-    return run
+    return checks.completed(runs[request.param])
 
 
 def test_starts_and_answers_every_request(run):
-    check_started(run)
-    check_every_request_answered(run)
+    checks.check_started(run)
+    checks.check_every_request_answered(run)
 
 
 def test_no_request_waits_on_a_vendor_and_p99_stays_under_50_ms(run):
-    check_latency(run)
+    checks.check_latency(run)
 
 
 def test_worker_memory_grows_less_than_64_mib(run):
-    check_memory(run)
+    checks.check_memory(run)
 
 
 def test_no_traceback_and_warnings_are_rate_limited(run):
-    check_quiet_logs(run, MAX_WARNING_LINES, must_warn=bool(MUST_FAIL.get(run.fault)))
+    checks.check_quiet_logs(run, MAX_WARNING_LINES, must_warn=bool(MUST_FAIL.get(run.fault)))
 
 
 def test_stops_gracefully_within_35_seconds_on_sigterm(run):
-    check_graceful_stop(run)
+    checks.check_graceful_stop(run)
 
 
 def test_health_check_shows_the_outage_on_the_otlp_transports(run):
-    for body in health_bodies(run):
+    for body in checks.health_bodies(run):
         for name in INTEGRATIONS:
             assert body["integrations"][name]["enabled"] is True, (name, body["integrations"][name]["reason"])
         assert "OTLP" in body["integrations"]["xray"]["reason"]
         assert "OTLP" in body["integrations"]["cloudwatch"]["reason"]
     # Under refuse, status500 and refused credentials nothing reaches AWS: nothing may count as sent.
     nothing_sent = AWS if run.fault in ("refuse", "status500", *AUTH_FAULTS) else ()
-    check_outage_in_health(run, INTEGRATIONS, HEALTHY, MUST_FAIL, MUST_BACK_UP, nothing_sent)
+    checks.check_outage_in_health(run, INTEGRATIONS, HEALTHY, MUST_FAIL, MUST_BACK_UP, nothing_sent)
 
 
 def test_no_credential_or_signature_in_the_health_check_or_the_logs(run):
-    check_no_secret_leaked(run)
+    checks.check_no_secret_leaked(run)
     signatures = run.sinks_summary["aws"]["signatures"]
     if run.fault not in ("refuse",):
         assert signatures, f"{run.fault}: the stand-in kept no signature"
