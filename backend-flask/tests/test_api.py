@@ -87,6 +87,72 @@ def test_acting_user_comes_from_configuration(config):
     assert r.json["handle"] == "newcomer"
 
 
+def _count(store, table: str) -> int:
+    return store._execute(f"SELECT COUNT(*) AS n FROM {table}").fetchone()["n"]
+
+
+def test_posts_by_an_acting_user_that_is_gone_fail_and_write_nothing(config):
+    """The acting user is made at startup and users are never deleted. Should it be gone anyway (a
+    database edited by hand), every post is a 500 and leaves nothing behind: no crud, no reply,
+    no replies_count, no conversation."""
+    from cruddur import create_app
+
+    client = create_app(config.replace(user_handle="ghost")).test_client()
+    parent = client.get("/api/activities/home").json[0]
+    with open_store(config) as store:
+        store._execute("DELETE FROM users WHERE handle = 'ghost'")
+        before = {table: _count(store, table) for table in ("activities", "messages", "message_groups")}
+    for path, body in (
+        ("/api/activities", {"message": "boo", "ttl": "1-day"}),
+        (f"/api/activities/{parent['uuid']}/reply", {"message": "boo"}),
+        ("/api/messages", {"message": "boo", "user_receiver_handle": "garek"}),  # no conversation yet
+        ("/api/messages", {"message": "boo", "user_receiver_handle": "bayko"}),
+    ):
+        r = post(client, path, body)
+        assert (r.status_code, r.json["errors"]) == (500, ["internal_server_error"]), path
+    with open_store(config) as store:
+        assert {table: _count(store, table) for table in before} == before
+    assert client.get(f"/api/activities/{parent['uuid']}").json["replies_count"] == parent["replies_count"]
+
+
+def test_concurrent_replies_and_first_messages(config):
+    """Four app instances (each with its own connections) writing at once: every crud is stored,
+    every reply is counted on its crud, and the first messages between one pair all land in one
+    conversation."""
+    import threading
+
+    from cruddur import create_app
+
+    apps = [create_app(config) for _ in range(4)]
+    crud = post(apps[0].test_client(), "/api/activities", {"message": "busy", "ttl": "1-day"}).json
+    barrier = threading.Barrier(len(apps))
+    statuses: list[int] = []
+
+    def write(app, n):
+        client = app.test_client()
+        barrier.wait(30)
+        for i in range(10):
+            body = {"message": f"m{n}.{i}", "user_receiver_handle": "londo"}
+            statuses.append(post(client, "/api/messages", body).status_code)
+            statuses.append(post(client, f"/api/activities/{crud['uuid']}/reply", {"message": f"r{n}.{i}"}).status_code)
+            statuses.append(post(client, "/api/activities", {"message": f"c{n}.{i}", "ttl": "1-day"}).status_code)
+
+    threads = [threading.Thread(target=write, args=(app, n)) for n, app in enumerate(apps)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert statuses == [200] * 120
+    with open_store(config) as store:
+        n = store._execute("SELECT COUNT(*) AS n FROM activities WHERE message LIKE ?", ("c%.%",)).fetchone()["n"]
+    assert n == 40
+    client = apps[0].test_client()
+    shown = client.get(f"/api/activities/{crud['uuid']}").json
+    assert (shown["replies_count"], len(shown["replies"])) == (40, 40)
+    assert len(client.get("/api/messages/@londo").json) == 40
+    assert [g["handle"] for g in client.get("/api/message_groups").json].count("londo") == 1
+
+
 @pytest.mark.parametrize(
     ("body", "codes"),
     [

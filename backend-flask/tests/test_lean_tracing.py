@@ -84,6 +84,44 @@ def test_unconsumed_spans_have_the_sdk_ids_flags_and_state(sampler, parent, seed
     assert not any(recording for _, recording in ours)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    sampler=st.sampled_from(sorted(SAMPLERS)),
+    parent=parents,
+    seed=st.integers(min_value=0, max_value=2**32),
+    kind=st.sampled_from(list(SpanKind)),
+    children=st.integers(min_value=0, max_value=3),
+    read_kinds=st.sets(st.sampled_from(list(SpanKind))),
+)
+def test_a_processor_that_reads_some_spans_records_just_those(sampler, parent, seed, kind, children, read_kinds):
+    """With a processor that reads only some spans (`reads`), those are recorded and given to it,
+    the others are not; every span has the SDK's own ids, flags and state either way."""
+    lean = LeanTracerProvider(sampler=SAMPLERS[sampler], id_generator=SeededIds(seed), shutdown_on_exit=False)
+    seen = InMemorySpanExporter()
+    lean.add_span_processor(SimpleSpanProcessor(seen), reads=lambda k: k in read_kinds)
+    sdk = TracerProvider(sampler=SAMPLERS[sampler], id_generator=SeededIds(seed), shutdown_on_exit=False)
+    context = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
+
+    def spans(provider):
+        tracer = provider.get_tracer("test")
+        found = []
+        with tracer.start_as_current_span("server", context=context, kind=kind) as root:
+            found.append((root.get_span_context(), kind, root.is_recording()))
+            for n in range(children):
+                with tracer.start_as_current_span(f"child {n}") as child:
+                    found.append((child.get_span_context(), SpanKind.INTERNAL, child.is_recording()))
+        return found
+
+    ours, theirs = spans(lean), spans(sdk)
+    assert [c for c, _, _ in ours] == [c for c, _, _ in theirs]
+    for (ctx, k, recording), (_, _, sdk_recording) in zip(ours, theirs, strict=True):
+        assert recording == (sdk_recording and k in read_kinds), (k, ctx)
+    assert sorted(s.context.span_id for s in seen.get_finished_spans()) == sorted(
+        c.span_id for c, _, recording in ours if recording
+    )
+    assert lean.spans_consumed
+
+
 def test_spans_are_recorded_once_a_processor_is_added():
     provider = LeanTracerProvider(shutdown_on_exit=False)
     tracer = provider.get_tracer("test")

@@ -406,3 +406,36 @@ def test_a_document_over_64_kb_is_dropped_and_counted(make_app, xray_listener, c
     assert (state["dropped"], state["last_error"]) == (1, "ValueError")
     assert "over X-Ray's 64 kB" in capsys.readouterr().out
     assert xray_listener.datagram_count == 0
+
+
+def test_with_x_ray_alone_only_the_requests_it_samples_record_their_spans(config, xray_listener):
+    """X-Ray reads a request's child spans only when it samples the request (1/s, then 10 %): the
+    others stay non-recording, with the same ids. An observer that reads nothing of its own sees
+    exactly what X-Ray made the SDK record."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    app = create_app(config.replace(xray_daemon_address=xray_listener.daemon_address))
+    provider = app.extensions["cruddur.tracer_provider"]
+    observed = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(observed), reads=lambda _kind: False)
+    client = app.test_client()
+    next_second()
+    decisions = {}
+    for _ in range(20):  # one second's burst: the reservoir samples the first, the rate about 2 more
+        response = client.get(HOME)
+        trace_id = traceresponse(response)[0]
+        decisions[trace_id] = response.headers["X-Amzn-Trace-Id"].endswith(";Sampled=1")
+    assert True in decisions.values() and False in decisions.values(), decisions
+    kinds: dict[str, list[str]] = {}
+    for span in observed.get_finished_spans():
+        kinds.setdefault(format(span.context.trace_id, "032x"), []).append(span.kind.name)
+    for trace_id, sampled in decisions.items():
+        recorded = sorted(kinds.get(trace_id, []))
+        # The server span always (X-Ray follows its ids and its caller); the service span and SQL only when sampled.
+        assert recorded == (["CLIENT", "CLIENT", "INTERNAL", "SERVER"] if sampled else ["SERVER"]), (sampled, recorded)
+    for trace_id, sampled in decisions.items():
+        if sampled:
+            (segment,) = xray_listener.wait_for_segments(lambda s, t=trace_id: s["trace_id"] == xray_trace_id(t))
+            assert [sub["name"] for sub in flatten(segment)[1:]], "the sampled segment has its subsegments"
+    assert not [t for t, sampled in decisions.items() if not sampled and xray_listener.documents_for_trace(t)]

@@ -66,6 +66,15 @@ class Store:
             return None
         return self._execute("SELECT uuid, handle, display_name FROM users WHERE handle = ?", (handle,)).fetchone()
 
+    def users_by_handle(self, *handles: str) -> dict:
+        """The users with these handles, by handle (one statement; a handle nobody has is missing)."""
+        wanted = tuple(dict.fromkeys(h for h in handles if not _unstorable(h)))
+        if not wanted:
+            return {}
+        marks = ", ".join("?" for _ in wanted)
+        rows = self._execute(f"SELECT uuid, handle, display_name FROM users WHERE handle IN ({marks})", wanted)
+        return {row["handle"]: row for row in rows.fetchall()}
+
     def insert_user(self, handle: str, display_name: str, now: datetime) -> str:
         """Create a user and return its uuid."""
         user_uuid = new_uuid()
@@ -167,6 +176,45 @@ class Store:
             )
         return activity_uuid
 
+    def insert_activity_by(
+        self,
+        handle: str,
+        message: str,
+        now: datetime,
+        expires_at: datetime,
+        reply_to: str | None = None,
+    ) -> tuple[str, dict] | None:
+        """Store a crud (or a reply) by the user with this handle, in one statement; return its uuid
+        and its author ({handle, display_name}), or None when no user has the handle.
+
+        A reply's replies_count is not touched: `count_reply`, in the same transaction.
+        """
+        if _unstorable(handle):
+            return None
+        activity_uuid = new_uuid()
+        # The author's display name comes back through RETURNING: a scalar subquery there is allowed on
+        # SQLite (3.35+) and PostgreSQL, where a join is not (RETURNING sees only the inserted table).
+        rows = self._execute(
+            "INSERT INTO activities (uuid, user_uuid, message, reply_to_activity_uuid, created_at, expires_at)"
+            " SELECT ?, uuid, ?, ?, ?, ? FROM users WHERE handle = ?"
+            " RETURNING (SELECT u.display_name FROM users u WHERE u.uuid = activities.user_uuid) AS display_name",
+            (activity_uuid, message, reply_to, iso(now), iso(expires_at), handle),
+        ).fetchall()  # to the end: on SQLite the statement (and its write lock) ends with its last row
+        if not rows:
+            return None
+        return activity_uuid, {"handle": handle, "display_name": rows[0]["display_name"]}
+
+    def count_reply(self, parent_uuid: str, now: datetime) -> str | None:
+        """Add one to an unexpired crud's replies_count; return its expires_at, or None (none such)."""
+        if _unstorable(parent_uuid):
+            return None
+        rows = self._execute(
+            "UPDATE activities SET replies_count = replies_count + 1 WHERE uuid = ? AND expires_at > ?"
+            " RETURNING expires_at",
+            (parent_uuid, iso(now)),
+        ).fetchall()
+        return rows[0]["expires_at"] if rows else None
+
     # -- messages -------------------------------------------------------------------------------
     def message_groups(self, user_uuid: str, limit: int) -> list[dict]:
         """The user's conversations, each with the other member and its latest message."""
@@ -198,13 +246,17 @@ class Store:
         Two first messages at once between the same pair: on PostgreSQL both transactions may see
         no group; the second insert then waits for the first and does nothing, and reads its row.
         """
+        self.ensure_message_group(user_uuid, other_uuid, now)
+        return self.message_group_between(user_uuid, other_uuid)
+
+    def ensure_message_group(self, user_uuid: str, other_uuid: str, now: datetime) -> None:
+        """Start a conversation between two users unless one exists (see `insert_message_group`)."""
         a, b = sorted((user_uuid, other_uuid))
         self._execute(
             "INSERT INTO message_groups (uuid, user_a_uuid, user_b_uuid, created_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (user_a_uuid, user_b_uuid) DO NOTHING",
             (new_uuid(), a, b, iso(now)),
         )
-        return self.message_group_between(a, b)
 
     def messages(self, group_uuid: str, limit: int) -> list[dict]:
         """A conversation's latest messages, oldest first."""
@@ -223,14 +275,20 @@ class Store:
             "INSERT INTO messages (uuid, message_group_uuid, user_uuid, message, created_at) VALUES (?, ?, ?, ?, ?)",
             (message_uuid, group_uuid, user["uuid"], message, created_at),
         )
-        # Built from what was written, not read back: one statement (and one span) less per post.
-        return {
-            "uuid": message_uuid,
-            "display_name": user["display_name"],
-            "handle": user["handle"],
-            "message": message,
-            "created_at": created_at,
-        }
+        return _message(message_uuid, user, message, created_at)
+
+    def insert_message_between(self, user, other_uuid: str, message: str, now: datetime) -> dict | None:
+        """Store a message from `user` (a users row) in its conversation with `other_uuid`, in one
+        statement; return it in the API's shape, or None when the two have no conversation yet."""
+        a, b = sorted((user["uuid"], other_uuid))
+        message_uuid = new_uuid()
+        created_at = iso(now)
+        cursor = self._execute(
+            "INSERT INTO messages (uuid, message_group_uuid, user_uuid, message, created_at)"
+            " SELECT ?, uuid, ?, ?, ? FROM message_groups WHERE user_a_uuid = ? AND user_b_uuid = ?",
+            (message_uuid, user["uuid"], message, created_at, a, b),
+        )
+        return _message(message_uuid, user, message, created_at) if cursor.rowcount == 1 else None
 
 
 class _Transaction:
@@ -250,6 +308,17 @@ class _Transaction:
             with suppress(Exception):
                 self.store._execute("ROLLBACK")
         return False
+
+
+def _message(message_uuid: str, user, message: str, created_at: str) -> dict:
+    # Built from what was written, not read back: one statement (and one span) less per post.
+    return {
+        "uuid": message_uuid,
+        "display_name": user["display_name"],
+        "handle": user["handle"],
+        "message": message,
+        "created_at": created_at,
+    }
 
 
 def _unstorable(*texts: str) -> bool:

@@ -12,6 +12,7 @@ import logging
 import sqlite3
 import sys
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 
 from flask import Flask, current_app
@@ -35,7 +36,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import NonRecordingSpan
+from opentelemetry.trace import NonRecordingSpan, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ..config import Config
@@ -202,13 +203,17 @@ class UnconsumedSpansSampler(Sampler):
     def __init__(self, sampler: Sampler):
         self.sampler = sampler
         self.consumed = False
+        # Consumers that read only some spans: each says, as a span starts, whether it would read it.
+        self.readers: tuple[Callable[[SpanKind | None], bool], ...] = ()
 
     def should_sample(
         self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None
     ) -> SamplingResult:
-        """The wrapped sampler's decision; not recorded while unconsumed."""
+        """The wrapped sampler's decision; not recorded while nothing would read the span."""
         result = self.sampler.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
         if self.consumed or not result.decision.is_recording():
+            return result
+        if any(reads(kind) for reads in self.readers):
             return result
         decision = SAMPLED_NOT_RECORDED if result.decision.is_sampled() else Decision.DROP
         return SamplingResult(decision, None, result.trace_state)
@@ -230,13 +235,21 @@ class LeanTracerProvider(TracerProvider):
 
     @property
     def spans_consumed(self) -> bool:
-        """Whether spans are recorded: a span processor was added (or the SDK is not one we checked)."""
-        return self._gate is None or self._gate.consumed
+        """Whether any span may be recorded: a span processor was added (or the SDK is not one we checked)."""
+        return self._gate is None or self._gate.consumed or bool(self._gate.readers)
 
-    def add_span_processor(self, span_processor: SpanProcessor) -> None:
-        """Add a processor; from now on spans are recorded as the wrapped sampler decides."""
+    def add_span_processor(self, span_processor: SpanProcessor, reads: Callable[[SpanKind | None], bool] | None = None):
+        """Add a processor; from now on spans are recorded as the wrapped sampler decides.
+
+        `reads`: the processor reads only some spans; `reads(kind)`, asked as each span starts in
+        the starting thread, says whether it would read this one. Spans that no processor would
+        read stay non-recording (same ids and decision).
+        """
         if self._gate is not None:
-            self._gate.consumed = True
+            if reads is None:
+                self._gate.consumed = True
+            else:
+                self._gate.readers += (reads,)
         super().add_span_processor(span_processor)
 
 

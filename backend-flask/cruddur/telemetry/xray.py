@@ -45,6 +45,7 @@ from .context import rerooted_xray_id, set_rerooted_xray_id, xray_accepts, xray_
 from .propagation import caller_decision
 from .ratelimit import RateLimitedWarning
 from .status import IntegrationStatus, announce, register
+from .tracing import LeanTracerProvider
 from .xray_rules import DEFAULT_RULE_FILES, load_local_sampling_rules
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,14 @@ class SubsegmentProcessor(SpanProcessor):
         self.database_url = database_url
         self.database_user = database_user
         self._open: dict[int, Subsegment] = {}
+
+    def reads(self, kind: SpanKind | None) -> bool:
+        """Whether a span starting now would be read: a server span (X-Ray follows its ids and its
+        caller), and any span of a request whose segment X-Ray samples."""
+        if kind is SpanKind.SERVER:
+            return True
+        segment = self.recorder.context.get_trace_entity()
+        return segment is not None and getattr(segment, "sampled", False)
 
     def on_start(self, span: Span, parent_context=None) -> None:
         """Open a subsegment under the parent span's subsegment, or under the segment."""
@@ -321,7 +330,15 @@ def init_app(app: Flask) -> bool:
     subsegments = SubsegmentProcessor(
         recorder, database.redacted if database else "", database.user if database else ""
     )
-    app.extensions["cruddur.tracer_provider"].add_span_processor(ContainedSpanProcessor(subsegments, containment))
+    provider = app.extensions["cruddur.tracer_provider"]
+    processor = ContainedSpanProcessor(subsegments, containment)
+    if isinstance(provider, LeanTracerProvider):
+        # Spans of requests X-Ray does not sample (most of them, by its rules) are not recorded
+        # for X-Ray: they would be built only to be thrown away.
+        reads = containment.hook(subsegments.reads, "X-Ray span filter", lambda _kind: True)
+        provider.add_span_processor(processor, reads=reads)
+    else:
+        provider.add_span_processor(processor)
     app.extensions["cruddur.xray"] = recorder
     register(app, status)
     return announce(log, status)

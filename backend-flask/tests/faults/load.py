@@ -114,6 +114,17 @@ class LoadResult:
         rank = max(math.ceil(p / 100 * len(values)), 1)
         return values[rank - 1]
 
+    def window_percentiles(self, p: float, seconds: float = 1.0) -> list[float]:
+        """Nearest-rank percentile ``p`` of the latency in each ``seconds``-long window of sends, in order."""
+        windows: dict[int, list[float]] = {}
+        for sample in self.samples:
+            windows.setdefault(int((sample.started - self.started) // seconds), []).append(sample.latency_ms)
+        result = []
+        for index in sorted(windows):
+            values = sorted(windows[index])
+            result.append(values[max(math.ceil(p / 100 * len(values)), 1) - 1])
+        return result
+
     def slowest(self, n: int = 10) -> list[Sample]:
         """The n slowest requests, slowest first."""
         return sorted(self.samples, key=lambda s: s.latency_ms, reverse=True)[:n]
