@@ -50,6 +50,10 @@ from .status import IntegrationStatus, announce, register
 
 log = logging.getLogger(__name__)
 TRACER_NAME = "cruddur"
+# app.extensions keys: what FlaskInstrumentor added to the app (request_context.InstrumentorHooks),
+# and which serves requests, "FlaskInstrumentor" or "context" (the request context layer).
+FLASK_HOOKS = "cruddur.flask_instrumentor_hooks"
+REQUEST_LAYER = "cruddur.request_layer"
 # Export attempts are bounded (the exporter retries with backoff inside this deadline) and run on
 # the batch processor's thread, never on a request.
 EXPORT_TIMEOUT_SECONDS = 10
@@ -387,10 +391,6 @@ def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
 
     register(app, status)
     return announce(log, status)
-
-
-FLASK_HOOKS = "cruddur.flask_instrumentor_hooks"
-REQUEST_LAYER = "cruddur.request_layer"  # which of the two serves requests: "FlaskInstrumentor" or "context"
 
 
 @functools.cache
