@@ -85,3 +85,5 @@ def _init_telemetry(app: Flask) -> None:
     rollbar.init_app(app)
     xray.init_app(app)
     shutdown.init_app(app)
+    # Last: whether any integration records spans is known only now (X-Ray adds a span processor).
+    tracing.instrument_requests(app)

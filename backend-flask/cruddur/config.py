@@ -35,6 +35,8 @@ ENV_VARS = (
     "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
     "OTEL_METRICS_EXPORTER",
     "OTEL_SEMCONV_STABILITY_OPT_IN",
+    "OTEL_PYTHON_FLASK_EXCLUDED_URLS",
+    "OTEL_PYTHON_EXCLUDED_URLS",
     "HONEYCOMB_API_KEY",
     "HONEYCOMB_TEAM",
     "HONEYCOMB_ENVIRONMENT",
@@ -141,6 +143,10 @@ class Config:
     # HTTP semantic conventions of the instrumentations: "http" is the stable set
     # (http.server.request.duration in seconds, url.path, http.request.method...).
     semconv_stability_opt_in: str = "http"
+    # Comma-separated regular expressions of URLs the Flask instrumentation leaves untraced
+    # (OTEL_PYTHON_FLASK_EXCLUDED_URLS, else OTEL_PYTHON_EXCLUDED_URLS); read here so that the
+    # instrumentation and the request context layer (telemetry/request_context.py) get the same list.
+    flask_excluded_urls: str = ""
 
     # X-Ray
     xray_daemon_address: str = ""
@@ -225,6 +231,7 @@ class Config:
             metrics_headers=metrics_headers,
             metrics_exporter=get("OTEL_METRICS_EXPORTER").lower(),
             semconv_stability_opt_in=get("OTEL_SEMCONV_STABILITY_OPT_IN", "http"),
+            flask_excluded_urls=get("OTEL_PYTHON_FLASK_EXCLUDED_URLS") or get("OTEL_PYTHON_EXCLUDED_URLS"),
             xray_daemon_address=get("AWS_XRAY_DAEMON_ADDRESS"),
             xray_url=get("AWS_XRAY_URL"),
             xray_transport=xray_transport,

@@ -57,6 +57,17 @@ class CallerDecisionSampler(Sampler):
         return f"CallerDecision{{local:{self.local.get_description()}}}"
 
 
+def decides_by_trace_context(sampler: Sampler) -> bool:
+    """Whether `sampler` is one `build_sampler` makes: it reads a span's parent context and trace id only.
+
+    Never its name, kind or attributes: a span started without the request's attributes gets the
+    same decision (telemetry/request_context.py relies on it).
+    """
+    if not isinstance(sampler, CallerDecisionSampler):
+        return False
+    return sampler.local is ALWAYS_ON or sampler.local is ALWAYS_OFF or type(sampler.local) is TraceIdRatioBased
+
+
 def local_sampler(name: str, argument: str) -> Sampler:
     """The sampler OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG name (unknown: record all, with a warning)."""
     kind = LOCAL_SAMPLERS.get(name or DEFAULT_SAMPLER)

@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import NonRecordingSpan, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -42,12 +43,17 @@ from ..config import Config
 from .containment import ContainedSpanProcessor, Containment
 from .otlp_wire import WireOTLPSpanExporter
 from .propagation import RootAdoptingIdGenerator, XRayRootPropagator
-from .sampling import build_sampler
+from .request_context import RequestContextLayer, instrument, self_check
+from .sampling import build_sampler, decides_by_trace_context
 from .shutdown import min_share, on_shutdown
 from .status import IntegrationStatus, announce, register
 
 log = logging.getLogger(__name__)
 TRACER_NAME = "cruddur"
+# app.extensions keys: what FlaskInstrumentor added to the app (request_context.InstrumentorHooks),
+# and which serves requests, "FlaskInstrumentor" or "context" (the request context layer).
+FLASK_HOOKS = "cruddur.flask_instrumentor_hooks"
+REQUEST_LAYER = "cruddur.request_layer"
 # Export attempts are bounded (the exporter retries with backoff inside this deadline) and run on
 # the batch processor's thread, never on a request.
 EXPORT_TIMEOUT_SECONDS = 10
@@ -280,8 +286,11 @@ class _Stdout:
         sys.stdout.flush()
 
 
-def build_provider(config: Config) -> TracerProvider:
-    """A provider whose trace ids X-Ray accepts (first 8 hex digits are the epoch seconds)."""
+def build_provider(config: Config, id_generator: IdGenerator | None = None) -> TracerProvider:
+    """A provider whose trace ids X-Ray accepts (first 8 hex digits are the epoch seconds).
+
+    `id_generator`: another RootAdoptingIdGenerator (tests: one that repeats a seeded sequence).
+    """
     resource = Resource.create(
         {
             "service.name": config.service_name,
@@ -294,7 +303,7 @@ def build_provider(config: Config) -> TracerProvider:
     # would wait up to 30 s per processor.
     return LeanTracerProvider(
         resource=resource,
-        id_generator=RootAdoptingIdGenerator(),
+        id_generator=id_generator or RootAdoptingIdGenerator(),
         sampler=build_sampler(config.traces_sampler, config.traces_sampler_arg),
         shutdown_on_exit=False,
     )
@@ -339,6 +348,16 @@ def _connection_instrumentor(provider: TracerProvider):
     return instrument
 
 
+def _instrument_flask(app: Flask, provider: TracerProvider, excluded_urls: str, meter_provider=None) -> None:
+    """FlaskInstrumentor on `app`, as the app uses it (no-op metric instruments without a meter provider)."""
+    FlaskInstrumentor().instrument_app(
+        app,
+        tracer_provider=provider,
+        meter_provider=meter_provider or NoOpMeterProvider(),
+        excluded_urls=excluded_urls,
+    )
+
+
 def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
     """Trace every request; export spans when configured. Returns whether export is on."""
     config: Config = app.extensions["cruddur.config"]
@@ -358,8 +377,12 @@ def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
     # Request metrics go to this worker's MeterProvider when metrics export is on
     # (telemetry/metrics.py). Otherwise no-op instruments: the API's proxy instruments would record
     # every request and throw it away, and no-op ones cost less.
-    meter_provider = app.extensions.get("cruddur.meter_provider") or NoOpMeterProvider()
-    FlaskInstrumentor().instrument_app(app, tracer_provider=provider, meter_provider=meter_provider)
+    # Its hooks go in here, before the other integrations' (X-Ray reads the request's span);
+    # instrument_requests, once they are all in, may put the request context layer in their places.
+    meter_provider = app.extensions.get("cruddur.meter_provider")
+    app.extensions[FLASK_HOOKS] = instrument(
+        app, lambda: _instrument_flask(app, provider, config.flask_excluded_urls, meter_provider)
+    )
     # Outgoing HTTP calls made by application code. Telemetry's own calls (OTLP export, the
     # browser relay, Rollbar) run with instrumentation suppressed, so they never become spans.
     requests_instrumentor = RequestsInstrumentor()
@@ -368,6 +391,60 @@ def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
 
     register(app, status)
     return announce(log, status)
+
+
+@functools.cache
+def context_layer_supported() -> bool:
+    """Whether the request context layer lets an app see what FlaskInstrumentor does (probed once)."""
+    try:
+        return self_check(
+            lambda ids: LeanTracerProvider(id_generator=ids, sampler=build_sampler("", ""), shutdown_on_exit=False),
+            _instrument_flask,
+        )
+    except Exception as error:  # a library change the probe did not expect: keep the instrumentor
+        log.warning("opentelemetry: request context probe failed (%s); FlaskInstrumentor serves requests", error)
+        return False
+
+
+def _why_not_context_layer(app: Flask) -> str | None:
+    provider = app.extensions.get("cruddur.tracer_provider")
+    hooks = app.extensions.get(FLASK_HOOKS)
+    if not isinstance(provider, LeanTracerProvider) or provider.spans_consumed:
+        return "spans are recorded"
+    if app.extensions.get("cruddur.meter_provider") is not None:
+        return "request metrics are on"
+    if not decides_by_trace_context(provider.sampler.sampler):
+        return "the sampler may read span attributes"
+    if hooks is None or not hooks.in_place(app):
+        return "its hooks are not the ones the context layer stands in for"
+    if not context_layer_supported():
+        return "the context layer's probe disagreed with it"
+    return None
+
+
+def instrument_requests(app: Flask) -> bool:
+    """Last step of telemetry: keep FlaskInstrumentor, or put the request context layer in its places.
+
+    The layer (telemetry/request_context.py) only while nothing reads what the instrumentor adds to
+    the request's trace context: no span processor once every integration is in, no meter provider,
+    a sampler that decides from the trace context alone, the instrumentor's hooks where it put them,
+    and a probe that finds both alike. A request that starts after a span processor is added goes
+    through the instrumentor's hooks. Returns whether the layer is in.
+    """
+    why_not = _why_not_context_layer(app)
+    if why_not is not None:
+        app.extensions[REQUEST_LAYER] = "FlaskInstrumentor"
+        log.debug("opentelemetry: FlaskInstrumentor serves requests: %s", why_not)
+        return False
+    config: Config = app.extensions["cruddur.config"]
+    provider = app.extensions["cruddur.tracer_provider"]
+    layer = RequestContextLayer(
+        provider, app.extensions["cruddur.tracer"], config.flask_excluded_urls, app.extensions[FLASK_HOOKS]
+    )
+    layer.install(app)
+    app.extensions[REQUEST_LAYER] = "context"
+    log.debug("opentelemetry: no span is recorded, so requests get their trace context without FlaskInstrumentor")
+    return True
 
 
 @contextmanager
