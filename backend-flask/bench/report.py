@@ -50,14 +50,29 @@ def summarize(results: dict) -> dict:
         row["samples"] = len(samples)
         row["no_loss"] = config not in lost
         table.setdefault(endpoint, {})[config] = row
-    for rows in table.values():
+    for endpoint, rows in table.items():
         for baseline in BASELINES:
-            base_row = rows.get(baseline)
-            for row in rows.values():
+            if baseline not in rows:
+                continue
+            for config, row in rows.items():
                 for metric in METRICS:
-                    base = base_row[metric] if base_row else 0
-                    row[f"{metric}_x_{baseline}"] = round(row[metric] / base, 2) if base else None
+                    row[f"{metric}_x_{baseline}"] = _paired_ratio(by_key, endpoint, config, baseline, metric)
+        if "metrics" in rows and "otlp" in rows:  # the request metrics' own cost: traces with them vs without
+            rows["metrics"]["cpu_ms_per_request_x_otlp"] = _paired_ratio(
+                by_key, endpoint, "metrics", "otlp", "cpu_ms_per_request"
+            )
     return table
+
+
+def _paired_ratio(by_key: dict, endpoint: str, config: str, baseline: str, metric: str) -> float | None:
+    """The median over repeats of `config`'s value over `baseline`'s in the same repeat.
+
+    Each repeat visits every server once in a few seconds, so a burst of noise on this shared machine
+    lands on one repeat of both: pairing by repeat cancels it where a ratio of medians would not.
+    """
+    base = {s["repeat"]: s[metric] for s in by_key.get((endpoint, baseline), ())}
+    ratios = [s[metric] / base[s["repeat"]] for s in by_key[(endpoint, config)] if base.get(s["repeat"])]
+    return round(statistics.median(ratios), 2) if ratios else None
 
 
 def targets(table: dict) -> dict:
@@ -67,8 +82,8 @@ def targets(table: dict) -> dict:
         off, bare, every, stock = (rows.get(c) for c in ("off", "bare", "all", "stock"))
         values = {}
         metrics, otlp = rows.get("metrics"), rows.get("otlp")
-        if metrics and otlp and otlp["cpu_ms_per_request"]:
-            values["metrics_cpu_x_otlp"] = round(metrics["cpu_ms_per_request"] / otlp["cpu_ms_per_request"], 3)
+        if metrics and otlp and metrics.get("cpu_ms_per_request_x_otlp"):
+            values["metrics_cpu_x_otlp"] = metrics["cpu_ms_per_request_x_otlp"]
         if off is None:
             found[endpoint] = _met(values)
             continue
@@ -78,9 +93,9 @@ def targets(table: dict) -> dict:
             values["all_cpu_x_off"] = every["cpu_ms_per_request_x_off"]
             values["all_p99_x_off"] = every["p99_ms_x_off"]
         if every and stock:
-            stock_overhead = stock["cpu_ms_per_request"] - off["cpu_ms_per_request"]
-            all_overhead = every["cpu_ms_per_request"] - off["cpu_ms_per_request"]
-            share = round(all_overhead / stock_overhead, 2) if stock_overhead > 0 else None
+            # Overheads as fractions of off, from the paired ratios: (all/off - 1) / (stock/off - 1).
+            stock_x, all_x = stock["cpu_ms_per_request_x_off"], every["cpu_ms_per_request_x_off"]
+            share = round((all_x - 1) / (stock_x - 1), 2) if stock_x and all_x and stock_x > 1 else None
             values["all_overhead_share_of_stock"] = share
         found[endpoint] = _met(values)
     return found
@@ -138,7 +153,8 @@ def markdown(results: dict, table: dict) -> str:
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     lines.append(
-        f"Medians of {meta['repeats']} interleaved repeats; {meta['duration_s']:g} s of load per endpoint at "
+        f"Medians of {meta['repeats']} interleaved repeats; ratios are medians of the per-repeat ratios (each"
+        f" repeat's value over the baseline's in the same repeat); {meta['duration_s']:g} s of load per endpoint at "
         f"{meta['connections']} connections ({meta['load_tool']}); one gunicorn sync worker on "
         f"{meta.get('database', 'sqlite')}; CPU is the worker's utime+stime (all its threads, export included; "
         f"not the PostgreSQL server's) per request served. "
