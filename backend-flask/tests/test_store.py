@@ -17,7 +17,7 @@ from cruddur import create_app
 from cruddur.config import BACKEND_DIR, Config
 from cruddur.store import open_store
 from cruddur.store.dialect import Database
-from cruddur.store.migrations import ADVISORY_LOCK_KEY, VERSIONS, migrate
+from cruddur.store.migrations import ADVISORY_LOCK_KEY, VERSIONS, migrate, version_ids
 
 LEGACY_SCHEMA = (Path(str(VERSIONS)) / "0001.initial-schema.sql").read_text()
 
@@ -80,7 +80,7 @@ def test_a_sqlite_database_made_before_migrations_adopts_them_unchanged(tmp_path
     assert [a["message"] for a in home] == ["kept"], "not seeded again, nothing lost"
     with open_store(config) as store:
         applied = [r["migration_id"] for r in store._execute("SELECT migration_id FROM _yoyo_migration")]
-    assert applied == ["0001.initial-schema"]
+    assert applied == version_ids()
 
 
 def test_make_db_migrate_applies_once_and_seeds_in_development(postgres_url):
@@ -88,7 +88,8 @@ def test_make_db_migrate_applies_once_and_seeds_in_development(postgres_url):
     command = [sys.executable, "-m", "cruddur.store.migrations"]
     first = subprocess.run(command, cwd=BACKEND_DIR, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert first.returncode == 0, first.stderr
-    assert "1 migration(s) applied (0001.initial-schema)" in first.stdout
+    versions = version_ids()
+    assert f"{len(versions)} migration(s) applied ({', '.join(versions)})" in first.stdout, first.stdout
     second = subprocess.run(command, cwd=BACKEND_DIR, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert "0 migration(s) applied (up to date)" in second.stdout, second.stdout + second.stderr
     with psycopg.connect(postgres_url) as conn:
@@ -107,7 +108,7 @@ def test_migrations_wait_for_the_advisory_lock(postgres_url):
         assert not finished, "migrated while another process held the lock"
         holder.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
         worker.join(30)
-    assert finished == [["0001.initial-schema"]]
+    assert finished == [version_ids()]
 
 
 def test_the_pool_is_bounded_and_made_in_the_worker(postgres_url):

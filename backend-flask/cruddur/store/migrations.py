@@ -59,7 +59,7 @@ def _locked(database: Database, connect_timeout: float):
                 conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
 
 
-def _version_ids() -> list[str]:
+def version_ids() -> list[str]:
     """The ids of the migrations in versions/ (yoyo's id is the file name without `.sql`)."""
     names = (entry.name for entry in VERSIONS.iterdir())
     return sorted(n[: -len(".sql")] for n in names if n.endswith(".sql") and not n.endswith(".rollback.sql"))
@@ -71,7 +71,7 @@ def _up_to_date(store: Store) -> bool:
         applied = store.applied_migrations()
     except Exception:  # no _yoyo_migration table yet: a new database (a lost connection fails again in yoyo)
         return False
-    return set(_version_ids()) <= applied
+    return set(version_ids()) <= applied
 
 
 def _apply(database: Database) -> list[str]:
