@@ -52,8 +52,6 @@ def summarize(results: dict) -> dict:
         table.setdefault(endpoint, {})[config] = row
     for endpoint, rows in table.items():
         for baseline in BASELINES:
-            if baseline not in rows:
-                continue
             for config, row in rows.items():
                 for metric in METRICS:
                     row[f"{metric}_x_{baseline}"] = _paired_ratio(by_key, endpoint, config, baseline, metric)
