@@ -65,14 +65,16 @@ def _init_telemetry(app: Flask) -> None:
     when it is on. Order: tracing first (the others read its trace ids).
     """
     config: Config = app.extensions["cruddur.config"]
-    from .telemetry import metrics, relay, rollbar, shutdown, tracing
+    from .telemetry import disabled, metrics, relay, rollbar, shutdown, tracing
 
     # Each transport is its own module, imported only when chosen: in otlp mode neither the X-Ray
     # SDK nor watchtower is loaded.
     if config.xray_transport == "otlp":
         from .telemetry import xray_otlp as xray
-    else:
+    elif config.xray_daemon_address:
         from .telemetry import xray
+    else:  # off: the X-Ray SDK (and botocore under it) is not even imported
+        xray = None
     if config.cloudwatch_transport == "otlp":
         from .telemetry import cloudwatch_otlp as cloudwatch
     else:
@@ -83,7 +85,10 @@ def _init_telemetry(app: Flask) -> None:
     cloudwatch.init_app(app)
     relay.init_app(app)
     rollbar.init_app(app)
-    xray.init_app(app)
+    if xray is not None:
+        xray.init_app(app)
+    else:
+        disabled(app, "xray", "AWS_XRAY_DAEMON_ADDRESS is not set")
     shutdown.init_app(app)
     # Last: whether any integration records spans is known only now (X-Ray adds a span processor).
     tracing.instrument_requests(app)

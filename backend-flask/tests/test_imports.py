@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 BACKEND_DIR = Path(__file__).resolve().parents[1]
-SDKS = ("boto3", "watchtower", "rollbar")
+SDKS = ("aws_xray_sdk", "boto3", "watchtower", "rollbar")
 SCRIPT = """
 import json, sys
 from cruddur import create_app
@@ -46,8 +46,9 @@ def imported_sdks(tmp_path, **settings) -> list[str]:
         ({}, []),
         ({"rollbar_access_token": "token", "rollbar_endpoint": "http://127.0.0.1:9/api/1/"}, ["rollbar"]),
         ({"cloudwatch_log_group": "imports-test"}, ["boto3", "watchtower"]),
+        ({"xray_daemon_address": "127.0.0.1:2000"}, ["aws_xray_sdk"]),
     ],
-    ids=["all-off", "rollbar-on", "cloudwatch-on"],
+    ids=["all-off", "rollbar-on", "cloudwatch-on", "xray-on"],
 )
 def test_vendor_sdks_are_imported_only_by_the_integration_that_is_on(tmp_path, settings, expected):
     assert imported_sdks(tmp_path, **settings) == expected

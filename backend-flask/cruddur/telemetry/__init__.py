@@ -19,3 +19,10 @@ def switched_off(app: Flask) -> None:
         status = IntegrationStatus(name, False, "CRUDDUR_TELEMETRY=off")
         register(app, status)
         announce(log, status)
+
+
+def disabled(app: Flask, name: str, reason: str) -> bool:
+    """Register integration `name` as off for `reason` (shown in the health check, logged once)."""
+    status = IntegrationStatus(name, False, reason)
+    register(app, status)
+    return announce(log, status)

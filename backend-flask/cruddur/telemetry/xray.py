@@ -40,6 +40,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from ..config import Config
+from . import disabled
 from .containment import ContainedSpanProcessor, Containment
 from .context import rerooted_xray_id, set_rerooted_xray_id, xray_accepts, xray_trace_id
 from .propagation import caller_decision
@@ -285,9 +286,7 @@ def _sampling_rules(service_name: str) -> tuple[dict | None, str]:
 
 
 def _off(app: Flask, reason: str) -> bool:
-    status = IntegrationStatus("xray", False, reason)
-    register(app, status)
-    return announce(log, status)
+    return disabled(app, "xray", reason)
 
 
 def init_app(app: Flask) -> bool:
