@@ -20,15 +20,25 @@ from cruddur import create_app
 from cruddur.config import Config
 settings = dict(env="test", database_url=sys.argv[1], code_version="test", **json.loads(sys.argv[2]))
 create_app(Config.from_env({}).replace(**settings))
-print("imported:", json.dumps([name for name in json.loads(sys.argv[3]) if name in sys.modules]))
+# To a file: the app's threads may log to stdout meanwhile, between the words of a print.
+with open(sys.argv[4], "w") as result:
+    json.dump([name for name in json.loads(sys.argv[3]) if name in sys.modules], result)
 """
 
 
 def imported_sdks(tmp_path, **settings) -> list[str]:
     """The SDK modules imported by building an app with `settings`, in a fresh interpreter."""
     env = {"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "none")}
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, f"sqlite:///{tmp_path / 'imports.db'}", json.dumps(settings), json.dumps(SDKS)],
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SCRIPT,
+            f"sqlite:///{tmp_path / 'imports.db'}",
+            json.dumps(settings),
+            json.dumps(SDKS),
+            str(tmp_path / "imported.json"),
+        ],
         cwd=BACKEND_DIR,
         env=env,
         capture_output=True,
@@ -36,8 +46,7 @@ def imported_sdks(tmp_path, **settings) -> list[str]:
         timeout=120,
         check=True,
     )
-    [line] = [line for line in result.stdout.splitlines() if line.startswith("imported: ")]
-    return json.loads(line.removeprefix("imported: "))
+    return json.loads((tmp_path / "imported.json").read_text())
 
 
 @pytest.mark.parametrize(
