@@ -88,7 +88,7 @@ def _init_telemetry(app: Flask) -> None:
     if xray is not None:
         xray.init_app(app)
     else:
-        disabled(app, "xray", "AWS_XRAY_DAEMON_ADDRESS is not set")
+        disabled(app, "xray", "AWS_XRAY_DAEMON_ADDRESS is not set", logging.getLogger("cruddur.telemetry.xray"))
     shutdown.init_app(app)
     # Last: whether any integration records spans is known only now (X-Ray adds a span processor).
     tracing.instrument_requests(app)

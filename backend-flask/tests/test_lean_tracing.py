@@ -55,64 +55,55 @@ parents = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    sampler=st.sampled_from(sorted(SAMPLERS)),
-    parent=parents,
-    seed=st.integers(min_value=0, max_value=2**32),
-    kind=st.sampled_from(list(SpanKind)),
-    children=st.integers(min_value=0, max_value=3),
-)
-def test_unconsumed_spans_have_the_sdk_ids_flags_and_state(sampler, parent, seed, kind, children):
-    """The property: for any sampler and parent, the same span contexts as the SDK's own provider."""
+# Any sampler, parent, kind of the first span and number of children under it.
+SPAN_TREES = {
+    "sampler": st.sampled_from(sorted(SAMPLERS)),
+    "parent": parents,
+    "seed": st.integers(min_value=0, max_value=2**32),
+    "kind": st.sampled_from(list(SpanKind)),
+    "children": st.integers(min_value=0, max_value=3),
+}
+
+
+def providers(sampler: str, seed: int) -> tuple[LeanTracerProvider, TracerProvider]:
+    """Ours and the SDK's, with the same sampler and the same id sequence."""
     lean = LeanTracerProvider(sampler=SAMPLERS[sampler], id_generator=SeededIds(seed), shutdown_on_exit=False)
     sdk = TracerProvider(sampler=SAMPLERS[sampler], id_generator=SeededIds(seed), shutdown_on_exit=False)
+    return lean, sdk
+
+
+def span_tree(provider, parent, kind, children) -> list[tuple[SpanContext, SpanKind, bool]]:
+    """A `kind` span under `parent` with `children` INTERNAL spans: (context, kind, recording) of each."""
     context = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
-
-    def contexts(provider):
-        tracer = provider.get_tracer("test")
-        found = []
-        with tracer.start_as_current_span("server", context=context, kind=kind) as root:
-            found.append((root.get_span_context(), root.is_recording()))
-            for n in range(children):
-                with tracer.start_as_current_span(f"child {n}") as child:
-                    found.append((child.get_span_context(), child.is_recording()))
-        return found
-
-    ours, theirs = contexts(lean), contexts(sdk)
-    assert [c for c, _ in ours] == [c for c, _ in theirs]
-    assert not any(recording for _, recording in ours)
+    tracer = provider.get_tracer("test")
+    found = []
+    with tracer.start_as_current_span("server", context=context, kind=kind) as root:
+        found.append((root.get_span_context(), kind, root.is_recording()))
+        for n in range(children):
+            with tracer.start_as_current_span(f"child {n}") as child:
+                found.append((child.get_span_context(), SpanKind.INTERNAL, child.is_recording()))
+    return found
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    sampler=st.sampled_from(sorted(SAMPLERS)),
-    parent=parents,
-    seed=st.integers(min_value=0, max_value=2**32),
-    kind=st.sampled_from(list(SpanKind)),
-    children=st.integers(min_value=0, max_value=3),
-    read_kinds=st.sets(st.sampled_from(list(SpanKind))),
-)
+@given(**SPAN_TREES)
+def test_unconsumed_spans_have_the_sdk_ids_flags_and_state(sampler, parent, seed, kind, children):
+    """The property: for any sampler and parent, the same span contexts as the SDK's own provider."""
+    lean, sdk = providers(sampler, seed)
+    ours, theirs = span_tree(lean, parent, kind, children), span_tree(sdk, parent, kind, children)
+    assert [c for c, _, _ in ours] == [c for c, _, _ in theirs]
+    assert not any(recording for _, _, recording in ours)
+
+
+@settings(max_examples=200, deadline=None)
+@given(**SPAN_TREES, read_kinds=st.sets(st.sampled_from(list(SpanKind))))
 def test_a_processor_that_reads_some_spans_records_just_those(sampler, parent, seed, kind, children, read_kinds):
     """With a processor that reads only some spans (`reads`), those are recorded and given to it,
     the others are not; every span has the SDK's own ids, flags and state either way."""
-    lean = LeanTracerProvider(sampler=SAMPLERS[sampler], id_generator=SeededIds(seed), shutdown_on_exit=False)
+    lean, sdk = providers(sampler, seed)
     seen = InMemorySpanExporter()
     lean.add_span_processor(SimpleSpanProcessor(seen), reads=lambda k: k in read_kinds)
-    sdk = TracerProvider(sampler=SAMPLERS[sampler], id_generator=SeededIds(seed), shutdown_on_exit=False)
-    context = trace.set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
-
-    def spans(provider):
-        tracer = provider.get_tracer("test")
-        found = []
-        with tracer.start_as_current_span("server", context=context, kind=kind) as root:
-            found.append((root.get_span_context(), kind, root.is_recording()))
-            for n in range(children):
-                with tracer.start_as_current_span(f"child {n}") as child:
-                    found.append((child.get_span_context(), SpanKind.INTERNAL, child.is_recording()))
-        return found
-
-    ours, theirs = spans(lean), spans(sdk)
+    ours, theirs = span_tree(lean, parent, kind, children), span_tree(sdk, parent, kind, children)
     assert [c for c, _, _ in ours] == [c for c, _, _ in theirs]
     for (ctx, k, recording), (_, _, sdk_recording) in zip(ours, theirs, strict=True):
         assert recording == (sdk_recording and k in read_kinds), (k, ctx)

@@ -16,13 +16,11 @@ def switched_off(app: Flask) -> None:
     """CRUDDUR_TELEMETRY=off: no tracer, no middleware, no handler, no thread; the health check says so."""
     app.extensions["cruddur.tracer"] = None
     for name in INTEGRATIONS:
-        status = IntegrationStatus(name, False, "CRUDDUR_TELEMETRY=off")
-        register(app, status)
-        announce(log, status)
+        disabled(app, name, "CRUDDUR_TELEMETRY=off")
 
 
-def disabled(app: Flask, name: str, reason: str) -> bool:
-    """Register integration `name` as off for `reason` (shown in the health check, logged once)."""
+def disabled(app: Flask, name: str, reason: str, logger: logging.Logger = log) -> bool:
+    """Register integration `name` as off for `reason` (the health check shows it; `logger` says it once)."""
     status = IntegrationStatus(name, False, reason)
     register(app, status)
-    return announce(log, status)
+    return announce(logger, status)

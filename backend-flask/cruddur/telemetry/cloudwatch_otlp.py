@@ -33,6 +33,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
 from ..config import Config
 from ..logs import JsonFormatter, LibraryRecordFilter, TraceContextFilter
+from . import disabled
 from .aws_otlp import LOGS_SIGNING_NAME, quiet_signature_logging, resolve, signed_session
 from .delivery import BoundedSender, RetryLater, retry_after_seconds
 from .shutdown import on_shutdown
@@ -237,9 +238,7 @@ def init_app(app: Flask) -> bool:
     endpoint, region, why_not = resolve("logs", config.aws_region) if group else ("", "", "")
     if not endpoint:
         reason = f"CLOUDWATCH_LOG_GROUP is set, but {why_not}" if group else "CLOUDWATCH_LOG_GROUP is not set"
-        status = IntegrationStatus(NAME, False, reason)
-        register(app, status)
-        return announce(log, status)
+        return disabled(app, NAME, reason, log)
 
     status = IntegrationStatus(NAME, True, f"OTLP log records to log group {group} in {region}, one stream per worker")
     quiet_signature_logging()

@@ -26,6 +26,7 @@ from opentelemetry.sdk.metrics.export import MetricExportResult, PeriodicExporti
 from opentelemetry.sdk.resources import Resource
 
 from ..config import Config
+from . import disabled
 from .shutdown import on_shutdown
 from .status import IntegrationStatus, announce, register
 
@@ -72,9 +73,7 @@ def init_app(app: Flask) -> bool:
     url = config.metrics_url
     if not url:
         why = "OTEL_METRICS_EXPORTER=none" if config.metrics_exporter == "none" else "no OTLP endpoint"
-        status = IntegrationStatus(NAME, False, why)
-        register(app, status)
-        return announce(log, status)
+        return disabled(app, NAME, why, log)
     status = IntegrationStatus(NAME, True, "HTTP server metrics over OTLP/HTTP, one series per worker")
     resource = Resource.create(
         {

@@ -11,6 +11,7 @@ import logging
 from flask import Flask, got_request_exception
 
 from ..config import Config
+from . import disabled
 from .shutdown import on_shutdown
 from .status import IntegrationStatus, announce, register
 
@@ -23,9 +24,7 @@ def init_app(app: Flask) -> bool:
     """Report unhandled exceptions and `report_message` calls to Rollbar when a token is set."""
     config: Config = app.extensions["cruddur.config"]
     if not config.rollbar_access_token:
-        status = IntegrationStatus(NAME, False, "ROLLBAR_ACCESS_TOKEN is unset")
-        register(app, status)
-        return announce(log, status)
+        return disabled(app, NAME, "ROLLBAR_ACCESS_TOKEN is unset", log)
     from .rollbar_reporter import RollbarReporter, configure_pyrollbar
 
     status = IntegrationStatus(NAME, True, "ROLLBAR_ACCESS_TOKEN is set")

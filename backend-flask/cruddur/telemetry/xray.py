@@ -286,7 +286,7 @@ def _sampling_rules(service_name: str) -> tuple[dict | None, str]:
 
 
 def _off(app: Flask, reason: str) -> bool:
-    return disabled(app, "xray", reason)
+    return disabled(app, "xray", reason, log)
 
 
 def init_app(app: Flask) -> bool:

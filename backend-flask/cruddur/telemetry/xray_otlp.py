@@ -15,6 +15,7 @@ import logging
 from flask import Flask
 
 from ..config import Config
+from . import disabled
 from .aws_otlp import XRAY_SIGNING_NAME, quiet_signature_logging, resolve, signed_session
 from .status import IntegrationStatus, announce, register
 from .tracing import add_destination, otlp_exporter
@@ -29,9 +30,7 @@ def init_app(app: Flask) -> bool:
     config: Config = app.extensions["cruddur.config"]
     endpoint, region, why_not = resolve("xray", config.aws_region)
     if why_not:
-        status = IntegrationStatus(NAME, False, f"CRUDDUR_XRAY_TRANSPORT=otlp, but {why_not}")
-        register(app, status)
-        return announce(log, status)
+        return disabled(app, NAME, f"CRUDDUR_XRAY_TRANSPORT=otlp, but {why_not}", log)
     status = IntegrationStatus(NAME, True, f"OTLP/HTTP spans to X-Ray in {region}, SigV4-signed")
     quiet_signature_logging()
     exporter = otlp_exporter(config, endpoint + TRACES_PATH, {}, session=signed_session(XRAY_SIGNING_NAME, region))
