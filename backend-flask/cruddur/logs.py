@@ -9,7 +9,7 @@ import time
 
 from flask import Flask, g, request
 
-from .telemetry.ratelimit import RateLimitFilter
+from .telemetry.core.log_limits import RateLimitFilter
 
 ACCESS_LOGGER = "cruddur.access"
 # Libraries that log a line (often with a traceback) per failed export or poll: at most one line
@@ -54,7 +54,7 @@ class TraceContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Annotate the record; never drop it."""
         if not hasattr(record, "trace_id"):
-            from .telemetry.context import current_ids
+            from .telemetry.core.context import current_ids
 
             record.trace_id, record.span_id, record.xray_trace_id = current_ids()
         return True

@@ -18,8 +18,8 @@ import pytest
 
 from cruddur import create_app
 from cruddur.config import Config
-from cruddur.telemetry import cloudwatch_otlp
-from cruddur.telemetry.cloudwatch_otlp import OTLPLogHandler
+from cruddur.telemetry.cloudwatch import otlp as cloudwatch_otlp
+from cruddur.telemetry.cloudwatch.otlp import OTLPLogHandler
 from tests.support.app_server import BACKEND_DIR
 from tests.support.aws_otlp_endpoint import SECRET_KEY, SESSION_TOKEN, AWSOTLPEndpoint
 from tests.support.waiting import wait_for
@@ -247,7 +247,7 @@ def test_defaults_are_the_daemon_and_the_api(config):
 def test_endpoints_resolve_as_boto3_resolves_them(monkeypatch, tmp_path):
     import boto3
 
-    from cruddur.telemetry.aws_otlp import resolve
+    from cruddur.telemetry.otel.aws import resolve
 
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_XRAY", "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)

@@ -18,8 +18,8 @@ import pytest
 import watchtower
 
 from cruddur import create_app
-from cruddur.telemetry.cloudwatch_handler import BoundedCloudWatchHandler
-from cruddur.telemetry.status import IntegrationStatus
+from cruddur.telemetry.cloudwatch.handler import BoundedCloudWatchHandler
+from cruddur.telemetry.core.status import IntegrationStatus
 from tests.support.faulty_http import FaultyHTTPServer, closed_port
 from tests.support.moto_logs import FAKE_CREDENTIALS, REGION
 from tests.support.waiting import wait_for
@@ -153,7 +153,7 @@ def test_the_queue_is_bounded_and_drops_are_counted(aws_env, caplog):
             handler.flush(0.0)  # a FLUSH marker behind it in the queue
             # The sender hangs on the blackholed endpoint preparing the log group, before any batch.
             wait_for(lambda: blackhole.request_count >= 1, timeout=10, message="the sender never connected")
-            with caplog.at_level(logging.WARNING, logger="cruddur.telemetry.cloudwatch"):
+            with caplog.at_level(logging.WARNING, logger="cruddur.telemetry.cloudwatch.api"):
                 for i in range(57):
                     logger.warning("event %d", i)
             assert status.status()["queued"] == 50  # "first", the marker and 48 of the 57
@@ -183,7 +183,7 @@ def test_aws_sdk_and_own_records_are_never_shipped(cloudwatch_app, moto_logs, lo
     app = cloudwatch_app(moto_logs.endpoint, log_group)
     handler = app.extensions["cruddur.cloudwatch"]
     excluded = ["watchtower", "botocore.endpoint", "boto3.resources", "urllib3.connectionpool", "s3transfer"]
-    excluded.append("cruddur.telemetry.cloudwatch")
+    excluded.append("cruddur.telemetry.cloudwatch.api")
     for name in excluded:
         logging.getLogger(name).warning("excluded-marker from %s", name)
     # A message of its own per run: the library rate limit is per process and per message text.
@@ -250,7 +250,7 @@ def test_each_gunicorn_worker_ships_its_own_stream(app_server_factory, moto_logs
 
 
 def test_every_watchtower_internal_we_rely_on_is_there_with_its_shape():
-    from cruddur.telemetry.cloudwatch_handler import WATCHTOWER_INTERNALS
+    from cruddur.telemetry.cloudwatch.handler import WATCHTOWER_INTERNALS
 
     base = watchtower.CloudWatchLogHandler
     assert base.FLUSH != base.END and isinstance(base.FLUSH_TIMEOUT, int | float)

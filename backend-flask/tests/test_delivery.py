@@ -7,8 +7,8 @@ import logging
 import threading
 import time
 
-from cruddur.telemetry.delivery import BoundedSender, RetryLater
-from cruddur.telemetry.status import IntegrationStatus
+from cruddur.telemetry.core.delivery import BoundedSender, RetryLater
+from cruddur.telemetry.core.status import IntegrationStatus
 from tests.support.waiting import wait_for
 
 log = logging.getLogger(__name__)

@@ -150,7 +150,7 @@ def test_backend_copies_the_sampling_rules_from_the_aws_context():
     copies = only(BACKEND, "COPY")
     assert "--from=aws json/ /app/aws/json/" in copies
     assert only(BACKEND, "WORKDIR") == ["/app/backend-flask"]
-    from cruddur.telemetry.xray_rules import DEFAULT_RULE_FILES
+    from cruddur.telemetry.xray.rules import DEFAULT_RULE_FILES
 
     # In a checkout the rules are <repo>/aws/json; in the image /app/backend-flask's parent is /app.
     for path in DEFAULT_RULE_FILES:

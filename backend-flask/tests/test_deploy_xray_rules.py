@@ -10,7 +10,7 @@ import pytest
 from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
 from botocore.validate import ParamValidator
 
-from cruddur.telemetry.xray_rules import (
+from cruddur.telemetry.xray.rules import (
     DEFAULT_RULE_FILES,
     FALLBACK_DEFAULT,
     api_rule_errors,

@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from cruddur import create_app
-from cruddur.telemetry.status import IntegrationStatus, Metrics
-from cruddur.telemetry.tracing import CountingBatchSpanProcessor, CountingExporter
+from cruddur.telemetry.core.status import IntegrationStatus, Metrics
+from cruddur.telemetry.otel.tracing import CountingBatchSpanProcessor, CountingExporter
 from tests.support.faulty_http import closed_port
 from tests.support.waiting import wait_for
 
@@ -121,7 +121,7 @@ def test_counts_made_before_registration_are_kept(config):
     status.record_sent(2)
     status.record_error(TimeoutError())
     app = create_app(config)
-    from cruddur.telemetry.status import register
+    from cruddur.telemetry.core.status import register
 
     register(app, status)
     shown = app.test_client().get("/api/health-check").get_json()["integrations"]["early"]
@@ -132,7 +132,7 @@ def test_metrics_read_every_process_file(tmp_path):
     """Two processes counting into one folder: a reader sees the sum, per integration and event."""
     script = (
         "import os, sys\n"
-        "from cruddur.telemetry.status import IntegrationStatus, Metrics\n"
+        "from cruddur.telemetry.core.status import IntegrationStatus, Metrics\n"
         "status = IntegrationStatus('rollbar', True, 'test')\n"
         "status.attach(Metrics(os.environ['PROMETHEUS_MULTIPROC_DIR']))\n"
         "status.record_sent(int(sys.argv[1]))\n"
@@ -191,7 +191,7 @@ def test_the_sdk_internals_the_span_counting_relies_on():
 
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    from cruddur.telemetry.tracing import SDK_INTERNALS
+    from cruddur.telemetry.otel.tracing import SDK_INTERNALS
 
     inner = BatchSpanProcessor(_BrokenExporter(), max_queue_size=7, max_export_batch_size=7)._batch_processor
     assert isinstance(inner._queue, deque) and inner._queue.maxlen == 7

@@ -33,7 +33,7 @@ from tests.support.app_server import AppServer
 from tests.support.browser_exports import export_json, export_protobuf, json_span
 
 ONE_MIB = 1024 * 1024
-RELAY_MAX = 512 * 1024  # cruddur.telemetry.relay.MAX_BODY_BYTES
+RELAY_MAX = 512 * 1024  # cruddur.telemetry.browser.MAX_BODY_BYTES
 FRONTEND = "http://localhost:3000"
 TRACES = "/api/telemetry/v1/traces"
 JSON = {"Content-Type": "application/json"}

@@ -17,8 +17,8 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased,
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 
 from cruddur import create_app
-from cruddur.telemetry import tracing
-from cruddur.telemetry.tracing import LeanTracerProvider, unconsumed_spans_supported
+from cruddur.telemetry.otel import tracing
+from cruddur.telemetry.otel.tracing import LeanTracerProvider, unconsumed_spans_supported
 
 SAMPLERS = {
     "always_on": ALWAYS_ON,

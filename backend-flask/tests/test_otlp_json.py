@@ -1,4 +1,4 @@
-"""cruddur.telemetry.otlp_json against protobuf's own JSON parser, the reference for the mapping.
+"""cruddur.telemetry.browser.otlp_json against protobuf's own JSON parser, the reference for the mapping.
 
 The OTLP receiver stand-in decodes OTLP/JSON with `json_format.ParseDict` after turning the hex
 ids into base64; on every valid document both must build the same message. Where OTLP/JSON is
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from cruddur.telemetry import otlp_json
+from cruddur.telemetry.browser import otlp_json
 from tests.support.browser_exports import json_document, json_span
 from tests.support.otlp_receiver import decode_request
 

@@ -16,8 +16,8 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-from cruddur.telemetry import otlp_wire
-from cruddur.telemetry.otlp_wire import (
+from cruddur.telemetry.otel import otlp_wire
+from cruddur.telemetry.otel.otlp_wire import (
     Unsupported,
     WireOTLPSpanExporter,
     encode_request,

@@ -18,7 +18,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from cruddur import create_app
 from cruddur.config import Config
 from cruddur.rate_limit import ClientBuckets, client_key
-from cruddur.telemetry.browser_spans import MAX_ATTRIBUTES, MAX_SPANS, MAX_VALUE_BYTES
+from cruddur.telemetry.browser.spans import MAX_ATTRIBUTES, MAX_SPANS, MAX_VALUE_BYTES
 from tests.support.browser_exports import (
     FRONTEND_RESOURCE,
     KIND_CLIENT,

@@ -18,7 +18,7 @@ import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from cruddur.telemetry.browser_spans import MAX_VALUE_BYTES
+from cruddur.telemetry.browser.spans import MAX_VALUE_BYTES
 from tests.support.browser_exports import (
     FRONTEND_RESOURCE,
     KIND_SERVER,

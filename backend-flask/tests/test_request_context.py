@@ -28,9 +28,9 @@ from opentelemetry.trace import SpanKind
 from cruddur import create_app
 from cruddur.config import Config
 from cruddur.logs import ACCESS_LOGGER, TraceContextFilter
-from cruddur.telemetry import request_context, tracing
-from cruddur.telemetry.propagation import RootAdoptingIdGenerator, caller_decision
-from cruddur.telemetry.sampling import build_sampler
+from cruddur.telemetry.otel import request_context, tracing
+from cruddur.telemetry.otel.propagation import RootAdoptingIdGenerator, caller_decision
+from cruddur.telemetry.otel.sampling import build_sampler
 
 EPOCH = int(time.time())  # trace ids the seeded generator starts: X-Ray-valid, like the app's
 NEW_CRUD = {"message": "A crud from the request context tests.", "ttl": "1-day"}

@@ -21,7 +21,7 @@ from werkzeug.serving import make_server
 
 from cruddur import create_app
 from cruddur.telemetry import rollbar as rollbar_integration
-from cruddur.telemetry import rollbar_reporter
+from cruddur.telemetry.rollbar import reporter as rollbar_reporter
 from tests.support.rollbar_receiver import RollbarReceiver, item_message
 from tests.support.waiting import wait_for
 
@@ -279,7 +279,7 @@ def test_http_429_pauses_the_sender_for_retry_after(rollbar_app, receiver):
 
 
 def test_retry_after_parsing():
-    from cruddur.telemetry.delivery import MAX_RETRY_AFTER_SECONDS, RetryLater, retry_after_seconds
+    from cruddur.telemetry.core.delivery import MAX_RETRY_AFTER_SECONDS, RetryLater, retry_after_seconds
 
     assert retry_after_seconds("12") == 12
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0  # in the past

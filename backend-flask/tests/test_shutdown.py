@@ -10,8 +10,8 @@ import requests
 
 from cruddur import create_app
 from cruddur.config import Config
-from cruddur.telemetry.shutdown import MAX_FLUSHES, Flushes, min_share
-from cruddur.telemetry.tracing import EXPORT_TIMEOUT_SECONDS, export_timeout
+from cruddur.telemetry.core.shutdown import MAX_FLUSHES, Flushes, min_share
+from cruddur.telemetry.otel.tracing import EXPORT_TIMEOUT_SECONDS, export_timeout
 from tests.support.faulty_http import FaultyHTTPServer
 from tests.support.moto_logs import unique_log_group
 from tests.support.waiting import wait_for
@@ -137,7 +137,7 @@ def test_spans_still_queued_or_in_flight_when_time_runs_out_are_dropped_and_logg
             tracer.start_span(f"span {i}").end()
         wait_for(lambda: blackhole.request_count >= 1, timeout=10, message="the first batch was never sent")
         started = time.monotonic()
-        with caplog.at_level(logging.WARNING, logger="cruddur.telemetry.tracing"):
+        with caplog.at_level(logging.WARNING, logger="cruddur.telemetry.otel.tracing"):
             processor.shutdown_within(0.3)
         assert time.monotonic() - started < 2.0
         status = app.extensions["cruddur.integrations"]["opentelemetry"].status()

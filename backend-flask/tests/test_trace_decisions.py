@@ -15,9 +15,10 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, TraceIdRatioBased
 
 from cruddur import create_app
-from cruddur.telemetry import sampling, tracing, xray
-from cruddur.telemetry.context import XRAY_MAX_AGE_SECONDS, xray_accepts
-from cruddur.telemetry.propagation import XRayHeader, parse_xray_header
+from cruddur.telemetry.core.context import XRAY_MAX_AGE_SECONDS, xray_accepts
+from cruddur.telemetry.otel import sampling, tracing
+from cruddur.telemetry.otel.propagation import XRayHeader, parse_xray_header
+from cruddur.telemetry.xray import daemon as xray
 from tests.support.waiting import wait_for
 from tests.support.xray_listener import flatten, otel_trace_id, xray_trace_id
 

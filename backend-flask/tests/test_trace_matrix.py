@@ -15,12 +15,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.support.app_server import BACKEND_DIR, AppServer
-from tests.support.xray_listener import otel_trace_id, xray_trace_id
-
 # Plain http.client: `requests` is instrumented in this process once any test built an app, and its
 # instrumentation would replace the trace headers each row sends.
-from .faults.load import get_json
+from tests.faults.load import get_json
+from tests.support.app_server import BACKEND_DIR, AppServer
+from tests.support.xray_listener import otel_trace_id, xray_trace_id
 
 pytestmark = pytest.mark.slow
 

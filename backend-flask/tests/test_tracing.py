@@ -260,7 +260,7 @@ def test_xray_dynamic_naming_from_aws_xray_url(config, xray_listener):
 
 
 def test_span_queue_is_bounded_by_configuration(config, otlp_receiver):
-    from cruddur.telemetry.tracing import CountingBatchSpanProcessor
+    from cruddur.telemetry.otel.tracing import CountingBatchSpanProcessor
 
     app = create_app(config.replace(otlp_endpoint=otlp_receiver.url, span_queue_size=1000))
     processors = app.extensions["cruddur.tracer_provider"]._active_span_processor._span_processors

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..store import database_state
-from ..telemetry import status
+from ..telemetry.core import status
 from . import config
 
 bp = Blueprint("health", __name__)

@@ -16,7 +16,7 @@ from contextlib import contextmanager, suppress
 from flask import Flask, current_app, g
 
 from ..config import Config
-from ..telemetry.shutdown import on_shutdown
+from ..telemetry.core.shutdown import on_shutdown
 from .connection import Outage, PostgresConnections, SQLiteConnections
 from .dialect import SQLITE, Database, connect_postgresql, connect_sqlite, in_transaction
 from .migrations import migrate

@@ -14,11 +14,11 @@ import logging
 
 from flask import Flask
 
-from ..config import Config
-from . import disabled
-from .aws_otlp import XRAY_SIGNING_NAME, quiet_signature_logging, resolve, signed_session
-from .status import IntegrationStatus, announce, register
-from .tracing import add_destination, otlp_exporter
+from ...config import Config
+from .. import disabled
+from ..core.status import IntegrationStatus, announce, register
+from ..otel.aws import XRAY_SIGNING_NAME, quiet_signature_logging, resolve, signed_session
+from ..otel.tracing import add_destination, otlp_exporter
 
 log = logging.getLogger(__name__)
 NAME = "xray"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, request
 from werkzeug.exceptions import TooManyRequests, UnsupportedMediaType
 
-from ..errors import BadBody
-from ..rate_limit import client_key
-from ..telemetry.browser_spans import RejectedExport
-from ..telemetry.relay import MAX_BODY_BYTES, OTLP_CONTENT_TYPES
-from . import config
+from ...errors import BadBody
+from ...rate_limit import client_key
+from ...routes import config
+from . import MAX_BODY_BYTES, OTLP_CONTENT_TYPES
+from .spans import RejectedExport
 
 bp = Blueprint("telemetry", __name__, url_prefix="/api/telemetry")
 

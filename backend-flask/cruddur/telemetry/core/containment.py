@@ -11,7 +11,7 @@ import logging
 
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from .ratelimit import RateLimitedWarning
+from .log_limits import RateLimitedWarning
 from .status import IntegrationStatus
 
 CONTAINED = "contained_errors"  # the health-check counter

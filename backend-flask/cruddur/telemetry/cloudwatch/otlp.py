@@ -31,13 +31,13 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
-from ..config import Config
-from ..logs import JsonFormatter, LibraryRecordFilter, TraceContextFilter
-from . import disabled
-from .aws_otlp import LOGS_SIGNING_NAME, quiet_signature_logging, resolve, signed_session
-from .delivery import BoundedSender, RetryLater, retry_after_seconds
-from .shutdown import on_shutdown
-from .status import IntegrationStatus, announce, register
+from ...config import Config
+from ...logs import JsonFormatter, LibraryRecordFilter, TraceContextFilter
+from .. import disabled
+from ..core.delivery import BoundedSender, RetryLater, retry_after_seconds
+from ..core.shutdown import on_shutdown
+from ..core.status import IntegrationStatus, announce, register
+from ..otel.aws import LOGS_SIGNING_NAME, quiet_signature_logging, resolve, signed_session
 
 log = logging.getLogger(__name__)
 NAME = "cloudwatch"

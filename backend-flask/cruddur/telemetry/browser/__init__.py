@@ -12,14 +12,15 @@ import logging
 import requests
 from flask import Flask
 
-from ..config import Config
-from ..rate_limit import ClientBuckets
-from .browser_spans import decode_export, span_count
-from .delivery import BoundedSender, RetryLater, retry_after_seconds
-from .shutdown import on_shutdown
-from .status import IntegrationStatus, announce, register
+from ...config import Config
+from ...rate_limit import ClientBuckets
+from ..core.delivery import BoundedSender, RetryLater, retry_after_seconds
+from ..core.shutdown import on_shutdown
+from ..core.status import IntegrationStatus, announce, register
+from .spans import decode_export, span_count
 
 log = logging.getLogger(__name__)
+NAME = "browser_relay"
 
 OTLP_CONTENT_TYPES = ("application/x-protobuf", "application/json")
 MAX_BODY_BYTES = 512 * 1024
@@ -63,13 +64,16 @@ class Relay:
 
 
 def init_app(app: Flask) -> bool:
-    """Set up the relay (it answers 204 and drops when trace export is off)."""
+    """Set up the relay and its route (it answers 204 and drops when trace export is off)."""
+    from .routes import bp
+
     config: Config = app.extensions["cruddur.config"]
+    app.register_blueprint(bp)
     if config.traces_url:
         reason = "forwards browser spans over OTLP/HTTP"
     else:
         reason = "trace export is off: browser spans are accepted and dropped"
-    status = IntegrationStatus("browser_relay", bool(config.traces_url), reason)
+    status = IntegrationStatus(NAME, bool(config.traces_url), reason)
     relay = Relay(config, status)
     app.extensions["cruddur.relay"] = relay
     if relay.sender is not None:

@@ -11,9 +11,9 @@ import warnings
 
 from flask import Flask
 
-from ..config import Config
-from .shutdown import on_shutdown
-from .status import IntegrationStatus, announce, register
+from ...config import Config
+from ..core.shutdown import on_shutdown
+from ..core.status import IntegrationStatus, announce, register
 
 log = logging.getLogger(__name__)
 NAME = "cloudwatch"
@@ -36,7 +36,7 @@ def init_app(app: Flask) -> bool:
 
     import watchtower
 
-    from .cloudwatch_handler import BoundedCloudWatchHandler
+    from .handler import BoundedCloudWatchHandler
 
     # watchtower reports each failed batch through `warnings`; the status counts them and the
     # handler logs them, rate-limited.

@@ -1,6 +1,6 @@
 """Rollbar: unhandled exceptions and messages as Rollbar items, sent off the request path.
 
-The reporter lives in telemetry/rollbar_reporter.py; it and pyrollbar are imported only when the
+The reporter lives in reporter.py; it and pyrollbar are imported only when the
 integration is on.
 """
 
@@ -10,10 +10,10 @@ import logging
 
 from flask import Flask, got_request_exception
 
-from ..config import Config
-from . import disabled
-from .shutdown import on_shutdown
-from .status import IntegrationStatus, announce, register
+from ...config import Config
+from .. import disabled
+from ..core.shutdown import on_shutdown
+from ..core.status import IntegrationStatus, announce, register
 
 log = logging.getLogger(__name__)
 NAME = "rollbar"
@@ -21,11 +21,17 @@ EXTENSION = "cruddur.rollbar"
 
 
 def init_app(app: Flask) -> bool:
-    """Report unhandled exceptions and `report_message` calls to Rollbar when a token is set."""
+    """Report unhandled exceptions and `report_message` calls to Rollbar when a token is set.
+
+    The /rollbar/test routes are there either way (outside production), to try it.
+    """
+    from .routes import bp
+
     config: Config = app.extensions["cruddur.config"]
+    app.register_blueprint(bp)
     if not config.rollbar_access_token:
         return disabled(app, NAME, "ROLLBAR_ACCESS_TOKEN is unset", log)
-    from .rollbar_reporter import RollbarReporter, configure_pyrollbar
+    from .reporter import RollbarReporter, configure_pyrollbar
 
     status = IntegrationStatus(NAME, True, "ROLLBAR_ACCESS_TOKEN is set")
     configure_pyrollbar(config)

@@ -39,15 +39,15 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
-from ..config import Config
-from . import disabled
-from .containment import ContainedSpanProcessor, Containment
-from .context import rerooted_xray_id, set_rerooted_xray_id, xray_accepts, xray_trace_id
-from .propagation import caller_decision
-from .ratelimit import RateLimitedWarning
-from .status import IntegrationStatus, announce, register
-from .tracing import LeanTracerProvider
-from .xray_rules import DEFAULT_RULE_FILES, load_local_sampling_rules
+from ...config import Config
+from .. import disabled
+from ..core.containment import ContainedSpanProcessor, Containment
+from ..core.context import rerooted_xray_id, set_rerooted_xray_id, xray_accepts, xray_trace_id
+from ..core.log_limits import RateLimitedWarning
+from ..core.status import IntegrationStatus, announce, register
+from ..otel.propagation import caller_decision
+from ..otel.tracing import LeanTracerProvider
+from .rules import DEFAULT_RULE_FILES, load_local_sampling_rules
 
 log = logging.getLogger(__name__)
 XRAY_ENVIRON_KEY = "HTTP_X_AMZN_TRACE_ID"

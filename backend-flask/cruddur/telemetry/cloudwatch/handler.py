@@ -45,9 +45,9 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from ..logs import prepare
-from .ratelimit import RateLimitedWarning
-from .status import IntegrationStatus
+from ...logs import prepare
+from ..core.log_limits import RateLimitedWarning
+from ..core.status import IntegrationStatus
 
 # The integration's logger: what operators filter on, and never shipped itself (EXCLUDED_LOGGERS).
 log = logging.getLogger("cruddur.telemetry.cloudwatch")

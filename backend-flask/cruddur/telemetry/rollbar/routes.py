@@ -6,7 +6,7 @@ import logging
 
 from flask import Blueprint, abort, current_app
 
-from . import config
+from ...routes import config
 
 bp = Blueprint("rollbar_test", __name__, url_prefix="/rollbar")
 log = logging.getLogger(__name__)

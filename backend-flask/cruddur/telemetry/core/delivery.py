@@ -22,7 +22,7 @@ from email.utils import parsedate_to_datetime
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from .ratelimit import RateLimitedWarning
+from .log_limits import RateLimitedWarning
 from .status import IntegrationStatus
 
 MAX_RETRY_AFTER_SECONDS = 3600.0

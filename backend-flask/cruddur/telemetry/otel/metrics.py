@@ -25,10 +25,10 @@ from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExportResult, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from ..config import Config
-from . import disabled
-from .shutdown import on_shutdown
-from .status import IntegrationStatus, announce, register
+from ...config import Config
+from .. import disabled
+from ..core.shutdown import on_shutdown
+from ..core.status import IntegrationStatus, announce, register
 
 log = logging.getLogger(__name__)
 NAME = "metrics"

@@ -33,15 +33,15 @@ from rollbar.lib.transforms import transform
 from rollbar.lib.transforms.scrub_redact import ScrubRedactTransform
 from rollbar.lib.transforms.scruburl import ScrubUrlTransform
 
-from ..config import BACKEND_DIR, Config
-from ..privacy import SENSITIVE_QUERY_KEYS, redact_query
-from .context import current_ids
-from .delivery import BoundedSender, RetryLater, retry_after_seconds
-from .ratelimit import RateLimitedWarning
-from .rollbar import EXTENSION, NAME
-from .status import IntegrationStatus
+from ...config import BACKEND_DIR, Config
+from ...privacy import SENSITIVE_QUERY_KEYS, redact_query
+from ..core.context import current_ids
+from ..core.delivery import BoundedSender, RetryLater, retry_after_seconds
+from ..core.log_limits import RateLimitedWarning
+from ..core.status import IntegrationStatus
+from . import EXTENSION, NAME
 
-log = logging.getLogger("cruddur.telemetry.rollbar")  # the integration's logger
+log = logging.getLogger(__name__.rpartition(".")[0])  # the integration's logger
 
 QUEUE_SIZE = 1000
 SEND_TIMEOUT = 3  # seconds per POST: pyrollbar's own default `timeout`

@@ -39,14 +39,14 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import NonRecordingSpan, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from ..config import Config
-from .containment import ContainedSpanProcessor, Containment
+from ...config import Config
+from ..core.containment import ContainedSpanProcessor, Containment
+from ..core.shutdown import min_share, on_shutdown
+from ..core.status import IntegrationStatus, announce, register
 from .otlp_wire import WireOTLPSpanExporter
 from .propagation import RootAdoptingIdGenerator, XRayRootPropagator
 from .request_context import RequestContextLayer, instrument, self_check
 from .sampling import build_sampler, decides_by_trace_context
-from .shutdown import min_share, on_shutdown
-from .status import IntegrationStatus, announce, register
 
 log = logging.getLogger(__name__)
 TRACER_NAME = "cruddur"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aws_xray_sdk.core.utils.search_pattern import wildcard_match
 
-RULES_DIR = Path(__file__).resolve().parents[3] / "aws" / "json"
+RULES_DIR = Path(__file__).resolve().parents[4] / "aws" / "json"
 DEFAULT_RULE_FILES = (RULES_DIR / "xray.json", RULES_DIR / "xray-health-check.json")
 
 # The X-Ray service's own "Default" rule (and the SDK's built-in local default): 1/s, then 5%.
