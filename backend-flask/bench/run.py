@@ -151,6 +151,14 @@ def app_env(config: str, sinks: Sinks | None) -> dict:
     return env
 
 
+def server_command(config: str) -> dict:
+    """AppServer's arguments for `config`: its WSGI app; for a peer, .venv-bench's gunicorn under the agent."""
+    if config in PEERS:
+        gunicorn, launcher = gunicorn_command(config)
+        return {"app": PEERS[config].app, "gunicorn": gunicorn, "launcher": launcher}
+    return {"app": "bench.stock_app:build()" if config == STOCK else "app:app"}
+
+
 def log_group(config: str) -> str:
     """One CloudWatch log group per configuration, so each can be counted on its own."""
     return f"cruddur-bench-{config}"
@@ -173,12 +181,7 @@ class Server:
         self.on = INTEGRATIONS[config]
         self.settings = settings
         env = app_env(config, sinks) | ({"DATABASE_URL": database_url} if database_url else {})
-        if config in PEERS:
-            gunicorn, launcher = gunicorn_command(config)
-            command = {"app": PEERS[config].app, "gunicorn": gunicorn, "launcher": launcher}
-        else:
-            command = {"app": "bench.stock_app:build()" if config == STOCK else "app:app"}
-        self.app = AppServer(env, workers=1, log_dir=settings.out_dir / "logs" / config, **command)
+        self.app = AppServer(env, workers=1, log_dir=settings.out_dir / "logs" / config, **server_command(config))
         self.cloudwatch = sinks.cloudwatch(log_group(config)) if "cloudwatch" in self.on else None
         self.worker = None
         self.log = None
