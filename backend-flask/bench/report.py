@@ -278,8 +278,12 @@ def peer_markdown(results: dict, table: dict) -> list[str]:
         for kind in ("request", "sql"):
             if example.get(kind):
                 lines.append(f"  - {kind}: {', '.join(_keys(example[kind]))}")
-        if record.get("discarded"):
-            lines.append(f"  - the SDK's own client reports, discarded: {record['discarded']}")
+        if "delivered_by_exit" in record:
+            lines.append(
+                f"  - delivered {record['delivered']:,} of {record['served']:,} while serving,"
+                f" {record['delivered_by_exit']:,} by the worker's exit; the SDK's own client reports,"
+                f" discarded: {record['discarded'] or 'nothing'}"
+            )
     lines.append("")
     return lines
 

@@ -351,6 +351,7 @@ def loss_checks(servers: list[Server], sinks: Sinks | None) -> dict:
     for server in ours:
         if server.cloudwatch:
             expected = dict(server.log.access_by_path)
+            server.cloudwatch.read()  # drain stops reading at the first stand-in that is short
             server._check("CloudWatch: access-log events by path", expected, dict(server.cloudwatch.access_by_path))
         for name, status in server.health.items():
             if status.get("enabled"):
@@ -366,6 +367,25 @@ def _service_traces(peers: dict, stand_in: str, name: str) -> dict:
     found = peers[stand_in]
     found = found.get("services", found) if stand_in in ("ddtrace", "elastic") else found
     return found.get(name) or {"traces": 0, "spans": 0, "sql_spans": 0, "by_path": {}}
+
+
+def sentry_reports(servers: list[Server], sinks: Sinks | None, totals: dict) -> None:
+    """What each Sentry SDK reported discarding, and why: it sends its client reports when it shuts down.
+
+    After the deliveries are counted; its servers stop first (the SDK flushes its queue for up to
+    2 s), so `delivered_by_exit` adds what was still queued when the others had delivered everything.
+    """
+    sentries = [s for s in servers if s.config in PEERS and PEERS[s.config].stand_in == "sentry"]
+    if sinks is None or not sentries:
+        return
+    for server in sentries:
+        server.stop()
+    found = sinks.peers()["sentry"]
+    for server in sentries:
+        project = found.get(PEERS[server.config].name, {})
+        record = totals["traces"][server.config]
+        record["discarded"] = project.get("discarded", {})
+        record["delivered_by_exit"] = project.get("traces", 0)
 
 
 def trace_records(servers: list[Server], sinks: Sinks) -> dict:
@@ -491,6 +511,7 @@ def run(settings: Settings, log=print) -> dict:
         for server in servers:
             server.settle()
         totals = loss_checks(servers, sinks)
+        sentry_reports(servers, sinks, totals)
     finally:
         for server in servers:
             server.stop()
