@@ -9,7 +9,7 @@ VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := $(FRONTEND)/node_modules/.installed
 
 .PHONY: setup setup-backend setup-frontend setup-browser setup-postgres run test test-backend test-frontend \
-	test-e2e lint format bench bench-smoke soak lock clean db-migrate
+	test-e2e lint format bench bench-smoke setup-bench-peers soak lock clean db-migrate
 
 setup: setup-backend setup-frontend
 
@@ -65,6 +65,11 @@ bench: setup-backend
 bench-smoke: setup-backend
 	cd $(BACKEND) && .venv/bin/python -m bench --smoke
 
+# The agents `make bench BENCH_ARGS=--peers` compares with, in $(BACKEND)/.venv-bench from
+# bench/requirements-peers.txt (the bench also creates it on first use).
+setup-bench-peers: setup-backend
+	cd $(BACKEND) && .venv/bin/python -m bench.peers
+
 soak: setup-backend
 	cd $(BACKEND) && .venv/bin/python -m tests.faults.soak $(SOAK_ARGS)
 
@@ -73,4 +78,4 @@ lock:
 	bin/lock-requirements
 
 clean:
-	rm -rf $(VENV) $(FRONTEND)/node_modules $(FRONTEND)/dist test-output bench-output soak-output
+	rm -rf $(VENV) $(BACKEND)/.venv-bench $(FRONTEND)/node_modules $(FRONTEND)/dist test-output bench-output soak-output

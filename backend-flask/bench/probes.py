@@ -95,6 +95,11 @@ class Sinks:
         with urllib.request.urlopen(self.addresses["control_url"] + "/stats", timeout=30) as response:
             return json.loads(response.read())
 
+    def peers(self) -> dict:
+        """What the agents' stand-ins and the OTLP receiver decoded, as traces per service and path."""
+        with urllib.request.urlopen(self.addresses["control_url"] + "/peers", timeout=120) as response:
+            return json.loads(response.read())
+
     def cloudwatch(self, log_group: str) -> CloudWatchReader:
         """A reader of one log group, straight from moto (not through the fault proxy)."""
         if log_group not in self._cloudwatch:

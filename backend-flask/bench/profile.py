@@ -2,6 +2,7 @@
 
     python -m bench.profile                      # all four integrations, GET /api/activities/home
     python -m bench.profile --config all --endpoint post --duration 15
+    python -m bench.profile --config zero-code     # a peer agent (bench/peers.py), from .venv-bench
 
 Starts the sinks and one gunicorn worker exactly as the benchmark does, warms up, then samples the
 worker (every thread, `--nonblocking` so the target is not paused) while wrk drives the endpoint.
@@ -27,11 +28,15 @@ from tests.support.app_server import AppServer
 
 from .__main__ import DEFAULT_OUT
 from .load import LoadGenerator
+from .peers import PEERS, ensure_venv
 from .probes import Sinks
-from .run import CONFIGS, ENDPOINTS, INTEGRATIONS, app_env, request_json
+from .run import CONFIGS, ENDPOINTS, INTEGRATIONS, app_env, request_json, server_command
 
 # Which package a frame belongs to, by its file path (first match wins).
 AREAS = (
+    ("ddtrace", "ddtrace"),
+    ("elasticapm", "Elastic APM agent"),
+    ("sentry_sdk", "Sentry SDK"),
     ("cruddur/telemetry/xray", "X-Ray (cruddur glue)"),
     ("aws_xray_sdk", "X-Ray SDK"),
     ("cruddur/telemetry/cloudwatch", "CloudWatch (cruddur handler)"),
@@ -160,10 +165,13 @@ def main(argv=None) -> int:
     raw_path = args.output_dir / f"profile-{args.config}-{args.endpoint}.txt"
     method, path, body = ENDPOINTS[args.endpoint]
     load = LoadGenerator()
-    sinks = Sinks() if INTEGRATIONS[args.config] else None
+    if args.config in PEERS:
+        ensure_venv()
+    sinks = Sinks() if INTEGRATIONS[args.config] or args.config in PEERS else None
     try:
         log_dir = args.output_dir / "logs" / f"profile-{args.config}"
-        with AppServer(app_env(args.config, sinks), workers=1, log_dir=log_dir) as server:
+        command = server_command(args.config)
+        with AppServer(app_env(args.config, sinks), workers=1, log_dir=log_dir, **command) as server:
             (worker,) = server.wait_for_workers(1)
             for _ in range(120):
                 request_json(server.url + ENDPOINTS["post"][1], "POST", ENDPOINTS["post"][2])

@@ -26,6 +26,7 @@ from tests.support.app_server import AppServer
 from tests.support.postgres import create_database, drop_database, find_server
 
 from .load import LoadGenerator, LoadResult
+from .peers import PEERS, ensure_venv, gunicorn_command, peer_env
 from .probes import AppLog, Sinks, cpu_seconds, rss_mb, wait_until
 from .stock_app import STATS_PATH as STOCK_STATS_PATH
 
@@ -41,7 +42,10 @@ CONFIGS = (
     "rollbar",
     "all",
     "stock",
+    *PEERS,
 )
+# `python -m bench --peers`: the app without telemetry, ours with one vendor and with four, stock, the agents.
+PEER_RUN = ("off", "otlp", "all", "stock", *PEERS)
 ALL_FOUR = ("otlp", "xray", "cloudwatch", "rollbar")
 INTEGRATIONS = {
     "off": (),
@@ -55,6 +59,7 @@ INTEGRATIONS = {
     "rollbar": ("rollbar",),
     "all": ALL_FOUR,
     "stock": ALL_FOUR,
+    **{peer: () for peer in PEERS},  # the app's own telemetry off; the agent's stand-in in the sinks
 }
 # `stock` is the same app built with CRUDDUR_TELEMETRY=off and wired as the course does (stock_app.py).
 STOCK = "stock"
@@ -115,6 +120,8 @@ class Sample:
 
 def app_env(config: str, sinks: Sinks | None) -> dict:
     """The environment that turns on exactly the integrations of `config`, pointed at the sinks."""
+    if config in PEERS:
+        return peer_env(config, sinks.addresses)
     on = INTEGRATIONS[config]
     env = {"CRUDDUR_TELEMETRY": "off"} if config in ("off", STOCK) else {}
     if config == STOCK:
@@ -144,6 +151,14 @@ def app_env(config: str, sinks: Sinks | None) -> dict:
     return env
 
 
+def server_command(config: str) -> dict:
+    """AppServer's arguments for `config`: its WSGI app; for a peer, .venv-bench's gunicorn under the agent."""
+    if config in PEERS:
+        gunicorn, launcher = gunicorn_command(config)
+        return {"app": PEERS[config].app, "gunicorn": gunicorn, "launcher": launcher}
+    return {"app": "bench.stock_app:build()" if config == STOCK else "app:app"}
+
+
 def log_group(config: str) -> str:
     """One CloudWatch log group per configuration, so each can be counted on its own."""
     return f"cruddur-bench-{config}"
@@ -166,12 +181,7 @@ class Server:
         self.on = INTEGRATIONS[config]
         self.settings = settings
         env = app_env(config, sinks) | ({"DATABASE_URL": database_url} if database_url else {})
-        self.app = AppServer(
-            env,
-            workers=1,
-            log_dir=settings.out_dir / "logs" / config,
-            app="bench.stock_app:build()" if config == STOCK else "app:app",
-        )
+        self.app = AppServer(env, workers=1, log_dir=settings.out_dir / "logs" / config, **server_command(config))
         self.cloudwatch = sinks.cloudwatch(log_group(config)) if "cloudwatch" in self.on else None
         self.worker = None
         self.log = None
@@ -268,12 +278,22 @@ def drain(servers: list[Server], sinks: Sinks | None) -> bool:
         if "otlp" in server.on:
             spans_expected[_service(server)] += sum(served[server.config].values())
     aws_spans_expected = sum(sum(served[s.config].values()) for s in servers if "xray-otlp" in s.on)
+    # One trace per request from every agent whose queue is not bounded to drop.
+    peers_expected = {
+        (PEERS[s.config].stand_in, PEERS[s.config].name): sum(served[s.config].values())
+        for s in servers
+        if s.config in PEERS and not PEERS[s.config].may_drop
+    }
 
     def arrived() -> bool:
         stats = sinks.stats()
-        by_service = stats["server_spans_by_service"] if spans_expected else {}
+        by_service = stats["server_spans_by_service"] if spans_expected or peers_expected else {}
         if any(by_service.get(name, 0) < n for name, n in spans_expected.items()):
             return False
+        for (stand_in, name), n in peers_expected.items():
+            got = by_service.get(name, 0) if stand_in == "otlp" else stats["peer_traces"][stand_in].get(name, 0)
+            if got < n:
+                return False
         if aws_spans_expected and stats["aws"]["server_spans"] < aws_spans_expected:
             return False
         return all(
@@ -331,13 +351,94 @@ def loss_checks(servers: list[Server], sinks: Sinks | None) -> dict:
     for server in ours:
         if server.cloudwatch:
             expected = dict(server.log.access_by_path)
+            server.cloudwatch.read()  # drain stops reading at the first stand-in that is short
             server._check("CloudWatch: access-log events by path", expected, dict(server.cloudwatch.access_by_path))
         for name, status in server.health.items():
             if status.get("enabled"):
                 server._check(f"{name}: dropped (app counter)", 0, status["dropped"])
     if stock is not None:
         stock_checks(stock, stats, stock_xray_sent, totals)
+    if sinks is not None:
+        totals["traces"] = trace_records(servers, sinks)
     return totals
+
+
+def _service_traces(peers: dict, stand_in: str, name: str) -> dict:
+    found = peers[stand_in]
+    found = found.get("services", found) if stand_in in ("ddtrace", "elastic") else found
+    return found.get(name) or {"traces": 0, "spans": 0, "sql_spans": 0, "by_path": {}}
+
+
+def sentry_reports(servers: list[Server], sinks: Sinks | None, totals: dict) -> None:
+    """What each Sentry SDK reported discarding, and why: it sends its client reports when it shuts down.
+
+    After the deliveries are counted; its servers stop first (the SDK flushes its queue for up to
+    2 s), so `delivered_by_exit` adds what was still queued when the others had delivered everything.
+    """
+    sentries = [s for s in servers if s.config in PEERS and PEERS[s.config].stand_in == "sentry"]
+    if sinks is None or not sentries:
+        return
+    for server in sentries:
+        server.stop()
+    found = sinks.peers()["sentry"]
+    for server in sentries:
+        project = found.get(PEERS[server.config].name, {})
+        record = totals["traces"][server.config]
+        record["discarded"] = project.get("discarded", {})
+        record["delivered_by_exit"] = project.get("traces", 0)
+
+
+def trace_records(servers: list[Server], sinks: Sinks) -> dict:
+    """Per configuration that traces: what its stand-in decoded, by path, beside what the server answered.
+
+    For a peer, first the checks that it really instruments (its stand-in got the request span of
+    every endpoint and, where the agent records them, SQL spans), then whether every request arrived.
+    Ours with OTLP on (one vendor and all four) report under one service name: their rows are joint.
+    """
+    peers = sinks.peers()
+    records = {}
+    ours_served: Counter[str] = Counter()
+    for server in servers:
+        if server.config != STOCK and "otlp" in server.on:
+            ours_served.update(server.log.access_by_path)
+    for server in servers:
+        if server.config in PEERS:
+            peer = PEERS[server.config]
+            found = _service_traces(peers, peer.stand_in, peer.name)
+            served = Counter(server.log.access_by_path)
+        elif server.config == STOCK:
+            found, served = _service_traces(peers, "otlp", STOCK_SERVICE), Counter(server.log.access_by_path)
+        elif "otlp" in server.on:
+            found, served = _service_traces(peers, "otlp", OUR_SERVICE), ours_served
+        else:
+            continue
+        by_path = {
+            path: {**found["by_path"].get(path, {"traces": 0, "spans": 0, "sql_spans": 0}), "served": n}
+            for path, n in served.items()
+        }
+        records[server.config] = {
+            "by_path": by_path,
+            "delivered": found["traces"],
+            "served": sum(served.values()),
+            "span_names": found.get("span_names", {}),
+            "examples": found.get("examples", {}),
+            "discarded": found.get("discarded", {}),
+            "items": found.get("items", {}),
+            "sql_statements": found.get("sql_statements"),
+        }
+        if server.config not in PEERS:
+            continue
+        peer = PEERS[server.config]
+        for endpoint in server.settings.endpoints:
+            path = ENDPOINTS[endpoint][1]
+            row = by_path.get(path, {})
+            server._check(f"instruments: a request span for {path}", True, row.get("traces", 0) > 0)
+            if peer.records_sql:
+                server._check(f"instruments: SQL spans for {path}", True, row.get("sql_spans", 0) > 0)
+        check = _check("delivered: one trace per request served", sum(served.values()), found["traces"])
+        check["finding"] = peer.may_drop  # a queue bounded to drop: its loss is what the run measures
+        server.checks.append(check)
+    return records
 
 
 def stock_checks(stock: Server, stats: dict, xray_sent: int, totals: dict) -> None:
@@ -380,7 +481,8 @@ def run(settings: Settings, log=print) -> dict:
     """Start every configuration, run the interleaved schedule, check for loss; raw results."""
     load = LoadGenerator(settings.load_tool)
     started = time.monotonic()
-    needs_sinks = any(INTEGRATIONS[c] for c in settings.configs)
+    needs_sinks = any(INTEGRATIONS[c] or c in PEERS for c in settings.configs)
+    venv_install_s = ensure_venv(log) if any(c in PEERS for c in settings.configs) else None
     sinks = Sinks() if needs_sinks else None
     servers: list[Server] = []
     postgres, cluster = find_server() if settings.database == "postgresql" else (None, None)
@@ -409,6 +511,7 @@ def run(settings: Settings, log=print) -> dict:
         for server in servers:
             server.settle()
         totals = loss_checks(servers, sinks)
+        sentry_reports(servers, sinks, totals)
     finally:
         for server in servers:
             server.stop()
@@ -431,6 +534,7 @@ def run(settings: Settings, log=print) -> dict:
             "gunicorn_workers": 1,
             "database": settings.database,
             "elapsed_s": round(time.monotonic() - started, 1),
+            "bench_venv_install_s": None if venv_install_s is None else round(venv_install_s, 1),
         },
         "samples": [vars(sample) for server in servers for sample in server.samples],
         "checks": [{"config": s.config, "checks": s.checks} for s in servers]

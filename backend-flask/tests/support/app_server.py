@@ -84,8 +84,14 @@ class AppServer:
         config="gunicorn.conf.py",
         cwd=BACKEND_DIR,
         extra_args=(),
+        gunicorn=GUNICORN,
+        launcher=(),
     ):
-        """Configure; ``start`` (or ``with``) launches it."""
+        """Configure; ``start`` (or ``with``) launches it.
+
+        ``gunicorn`` is the executable to run (another environment's, say) and ``launcher`` an argv
+        put before it (an agent's wrapper such as ``ddtrace-run``, which execs gunicorn in place).
+        """
         self.workers = workers
         self.startup_timeout = startup_timeout
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="cruddur-app-"))
@@ -98,7 +104,7 @@ class AppServer:
         self.startup_seconds = None
         self.killed = False
         self._user_env = dict(env or {})
-        self._command = [str(GUNICORN), "-c", config, *extra_args, app]
+        self._command = [*launcher, str(gunicorn), "-c", config, *extra_args, app]
         self._cwd = Path(cwd)
         self._stop_result = None
         self._runtime_dir = tempfile.mkdtemp(prefix="gunicorn-")

@@ -20,6 +20,7 @@ import http.client
 import json
 import select
 import socket
+import sys
 import threading
 import time
 import zlib
@@ -91,6 +92,12 @@ class _Server(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request, client_address):
+        """A client that resets its idle keep-alive connection is no error of the server; others print."""
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
     def cut_connections(self):
         """Shut down every open connection (idle keep-alive ones included)."""

@@ -10,6 +10,10 @@ prints one JSON line when ready::
 
 and on SIGTERM/SIGINT prints one JSON summary line (see ``summary``) and exits 0.
 
+The stand-ins of the agents the benchmark compares with run too: a Datadog trace agent, a Sentry
+envelope endpoint and an Elastic APM Server (``peers`` in the addresses); ``GET /peers`` on the
+control URL counts what each received, and what the OTLP receiver received, per trace and path.
+
 The AWS OTLP stand-in (X-Ray and CloudWatch Logs over OTLP, SigV4-checked) runs too; ``aws_env``
 holds the variables for the app's OTLP transports (its credentials, region and endpoints), and the
 session token ``EXPIRED_SESSION_TOKEN`` is refused as expired.
@@ -28,10 +32,14 @@ import threading
 from collections import Counter
 
 from tests.support.aws_otlp_endpoint import AWSOTLPEndpoint
+from tests.support.datadog_agent import DatadogAgent
+from tests.support.elastic_apm_intake import ElasticAPMIntake
 from tests.support.faulty_http import MODES, BadRequest, FaultyHTTPServer, Response
 from tests.support.moto_logs import MotoLogs
 from tests.support.otlp_receiver import OTLPReceiver
 from tests.support.rollbar_receiver import RollbarReceiver
+from tests.support.sentry_envelope import SentryEnvelopeEndpoint
+from tests.support.trace_tally import TraceTally
 from tests.support.xray_listener import XRayListener
 
 _XRAY_MODE = {"refuse": "refuse", "blackhole": "drop"}
@@ -50,6 +58,9 @@ class Sinks:
         self.moto = MotoLogs(faults=True, proxy_port=moto_port)
         self.aws = AWSOTLPEndpoint(**http)
         self.aws.expired_tokens.add(EXPIRED_SESSION_TOKEN)
+        self.datadog = DatadogAgent()
+        self.sentry = SentryEnvelopeEndpoint()
+        self.elastic = ElasticAPMIntake()
         self._http_settings = http
 
     def start(self):
@@ -63,11 +74,13 @@ class Sinks:
         self.rollbar.start()
         self.xray.start()
         self.aws.start()
+        for peer in (self.datadog, self.sentry, self.elastic):
+            peer.start()
         return self
 
     def stop(self):
         """Stop everything."""
-        for sink in (self.otlp, self.rollbar, self.xray, self.moto, self.aws):
+        for sink in (self.otlp, self.rollbar, self.xray, self.moto, self.aws, self.datadog, self.sentry, self.elastic):
             sink.stop()
 
     def __enter__(self):
@@ -111,6 +124,21 @@ class Sinks:
                 **self.moto.env(),
             },
             "aws_env": self.aws.env(),
+            "peers": {
+                "datadog_agent_url": self.datadog.url,
+                "sentry_url": self.sentry.url,
+                "sentry_public_key": self.sentry.public_key,
+                "elastic_apm_url": self.elastic.url,
+            },
+        }
+
+    def peers(self):
+        """What each agent's stand-in decoded, and the OTLP receiver's spans as traces, per path."""
+        return {
+            "ddtrace": self.datadog.summary(),
+            "sentry": self.sentry.summary(),
+            "elastic": self.elastic.summary(),
+            "otlp": otlp_tally(self.otlp.spans()).summary(),
         }
 
     def summary(self):
@@ -144,6 +172,11 @@ class Sinks:
                 "xray_datagrams": self.xray.datagram_count,
                 "aws": self.aws.counts_by_mode(),
             },
+            "peer_traces": {
+                "ddtrace": {name: e["traces"] for name, e in self.datadog.summary()["services"].items()},
+                "sentry": {name: e["traces"] for name, e in self.sentry.summary().items()},
+                "elastic": {name: e["traces"] for name, e in self.elastic.summary()["services"].items()},
+            },
             "aws": {
                 "spans": len(self.aws.spans()),
                 "server_spans": sum(1 for s in self.aws.spans() if s["kind"] == "SERVER"),
@@ -173,6 +206,8 @@ class ControlServer(FaultyHTTPServer):
         """Serve the two control calls."""
         if request.method == "GET" and request.path == "/stats":
             return Response.json(200, self.sinks.summary())
+        if request.method == "GET" and request.path == "/peers":
+            return Response.json(200, self.sinks.peers())
         if request.method == "POST" and request.path == "/mode":
             try:
                 body = request.json()
@@ -181,6 +216,33 @@ class ControlServer(FaultyHTTPServer):
                 raise BadRequest(str(error)) from error
             return Response.json(200, {"ok": True})
         return super().handle(request)
+
+
+def otlp_tally(spans):
+    """OTLP spans grouped into traces per service: spans and SQL spans per request, by path."""
+    traces = {}
+    for span in spans:
+        traces.setdefault((span["resource"].get("service.name", ""), span["trace_id"]), []).append(span)
+    tally = TraceTally()
+    for (service, _), trace in traces.items():
+        roots = [s for s in trace if s["kind"] == "SERVER"]
+        if not roots:
+            tally.add_other(service)
+            continue
+        root = roots[0]
+        sql = [s for s in trace if "db.system" in s["attributes"] or "db.system.name" in s["attributes"]]
+        attributes = root["attributes"]
+        path = attributes.get("url.path") or attributes.get("http.target") or attributes.get("http.route") or ""
+        tally.add(
+            service,
+            path.split("?")[0],
+            spans=len(trace),
+            sql_spans=len(sql),
+            request_span={"name": root["name"], "attributes": attributes, "scope": root["scope"]},
+            sql_span={k: sql[0][k] for k in ("name", "attributes", "scope")} if sql else None,
+            span_names=[s["name"] for s in trace],
+        )
+    return tally
 
 
 def main(argv=None):
