@@ -5,7 +5,8 @@ recorded (otel/propagation.py: X-Ray's `Sampled=1` / `Sampled=0`). With no calle
 header, or an X-Ray Root without `Sampled` or with `Sampled=?`, as load balancers send), the local
 sampler named by OTEL_TRACES_SAMPLER decides (default: record all). Spans inside a request follow
 the request's decision. So of OTEL_TRACES_SAMPLER only the local part applies: `traceidratio` and
-`parentbased_traceidratio` sample the same way here, since a caller's decision is always followed, as the `parentbased_*` samplers do.
+`parentbased_traceidratio` sample the same way here, since a caller's decision is always followed,
+as the `parentbased_*` samplers do.
 
 X-Ray then follows this decision: what OpenTelemetry does not record, X-Ray does not either; what
 it records by local decision, X-Ray samples by its own rules.
