@@ -124,3 +124,44 @@ def test_off_under_gunicorn_runs_one_thread_per_worker(app_server_factory, otlp_
     assert len(list(Path(f"/proc/{worker}/task").iterdir())) == 1
     time.sleep(0.5)
     assert otlp_receiver.spans() == [] and xray_listener.documents() == []
+
+
+def test_off_loads_no_telemetry_sdk(tmp_path):
+    """In a fresh interpreter: after create_app with telemetry off, no SDK module is loaded."""
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\n"
+        "from cruddur import create_app\n"
+        "from cruddur.config import Config\n"
+        "app = create_app(Config.from_env({}).replace(env='test', database_url=sys.argv[1], telemetry='off',"
+        " otlp_endpoint='http://127.0.0.1:9', xray_daemon_address='127.0.0.1:2000', rollbar_access_token='t',"
+        " cloudwatch_log_group='g', aws_region='us-east-1'))\n"
+        "assert app.test_client().get('/api/activities/home').status_code == 200\n"
+        "prefixes = ('opentelemetry.sdk', 'opentelemetry.instrumentation', 'opentelemetry.exporter',"
+        " 'aws_xray_sdk', 'watchtower', 'rollbar')\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in ('aws_xray_sdk', 'watchtower', 'rollbar')"
+        " or m.startswith(prefixes[:3])]\n"
+        "with open(sys.argv[2], 'w') as out:\n"
+        "    json.dump({'loaded': loaded, 'api': 'opentelemetry.trace' in sys.modules}, out)\n"
+    )
+    result = tmp_path / "loaded.json"
+    subprocess.run(
+        [sys.executable, "-c", script, f"sqlite:///{tmp_path / 'off.db'}", str(result)],
+        cwd=Path(__file__).resolve().parents[1],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+    found = json.loads(result.read_text())
+    assert found["loaded"] == []
+    assert found["api"]  # the API may load (log lines ask it for the current span): the check can see modules
+
+
+def test_span_is_a_no_op_when_off(config):
+    from cruddur.telemetry.otel.spans import span
+
+    app = create_app(config.replace(telemetry="off"))
+    with app.test_request_context("/"), span("anything", **{"app.x": 1}) as current:
+        assert current.is_recording() is False and current.get_span_context().is_valid is False

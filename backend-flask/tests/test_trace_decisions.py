@@ -17,8 +17,9 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, TraceIdRatio
 from cruddur import create_app
 from cruddur.telemetry.core.context import XRAY_MAX_AGE_SECONDS, xray_accepts
 from cruddur.telemetry.otel import sampling, tracing
-from cruddur.telemetry.otel.propagation import XRayHeader, parse_xray_header
+from cruddur.telemetry.otel.spans import span
 from cruddur.telemetry.xray import daemon as xray
+from cruddur.telemetry.xray.propagation import XRayHeader, parse_xray_header
 from tests.support.waiting import wait_for
 from tests.support.xray_listener import flatten, otel_trace_id, xray_trace_id
 
@@ -281,9 +282,9 @@ def test_a_segment_closed_before_its_subsegment_ends(make_app, xray_listener, ca
 
     @app.get("/test/closed-early")
     def closed_early():
-        with tracing.span("outlives_the_segment"):
+        with span("outlives_the_segment"):
             recorder.end_segment()  # the segment closes while a subsegment is still open
-        with tracing.span("starts_after_the_segment"):
+        with span("starts_after_the_segment"):
             pass
         return {"ok": True}
 
@@ -339,7 +340,7 @@ def test_a_span_processor_that_raises_is_contained(processor, make_app, monkeypa
     def broken(self, *args, **kwargs):
         raise RuntimeError("processor bug")
 
-    target = xray.SubsegmentProcessor if processor == "xray" else tracing.CountingBatchSpanProcessor
+    target = xray.SubsegmentProcessor if processor == "xray" else tracing.CountingSpanProcessor
     monkeypatch.setattr(target, "on_start", broken)
     monkeypatch.setattr(target, "on_end", broken)
     client = app.test_client()
@@ -367,7 +368,7 @@ def test_span_attributes_x_ray_cannot_take_are_left_out(make_app, xray_listener)
 
     @app.get("/test/odd-attributes")
     def odd_attributes():
-        with tracing.span("odd?name;(x)<y>" + "n" * 300, **{"app.ratio": float("nan"), "app.ok": 1}) as s:
+        with span("odd?name;(x)<y>" + "n" * 300, **{"app.ratio": float("nan"), "app.ok": 1}) as s:
             s.set_attribute("app.key-with.dash", "v")
             s.set_attribute("values", [1.0, float("inf")])
         return {}
@@ -397,7 +398,7 @@ def test_a_document_over_64_kb_is_dropped_and_counted(make_app, xray_listener, c
 
     @app.get("/test/huge")
     def huge():
-        with tracing.span("huge", payload="x" * 70_000):
+        with span("huge", payload="x" * 70_000):
             pass
         return {}
 
@@ -407,36 +408,3 @@ def test_a_document_over_64_kb_is_dropped_and_counted(make_app, xray_listener, c
     assert (state["dropped"], state["last_error"]) == (1, "ValueError")
     assert "over X-Ray's 64 kB" in capsys.readouterr().out
     assert xray_listener.datagram_count == 0
-
-
-def test_with_x_ray_alone_only_the_requests_it_samples_record_their_spans(config, xray_listener):
-    """X-Ray reads a request's child spans only when it samples the request (1/s, then 10 %): the
-    others stay non-recording, with the same ids. An observer that reads nothing of its own sees
-    exactly what X-Ray made the SDK record."""
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    app = create_app(config.replace(xray_daemon_address=xray_listener.daemon_address))
-    provider = app.extensions["cruddur.tracer_provider"]
-    observed = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(observed), reads=lambda _kind: False)
-    client = app.test_client()
-    next_second()
-    decisions = {}
-    for _ in range(20):  # one second's burst: the reservoir samples the first, the rate about 2 more
-        response = client.get(HOME)
-        trace_id = traceresponse(response)[0]
-        decisions[trace_id] = response.headers["X-Amzn-Trace-Id"].endswith(";Sampled=1")
-    assert True in decisions.values() and False in decisions.values(), decisions
-    kinds: dict[str, list[str]] = {}
-    for span in observed.get_finished_spans():
-        kinds.setdefault(format(span.context.trace_id, "032x"), []).append(span.kind.name)
-    for trace_id, sampled in decisions.items():
-        recorded = sorted(kinds.get(trace_id, []))
-        # The server span always (X-Ray follows its ids and its caller); the service span and SQL only when sampled.
-        assert recorded == (["CLIENT", "CLIENT", "INTERNAL", "SERVER"] if sampled else ["SERVER"]), (sampled, recorded)
-    for trace_id, sampled in decisions.items():
-        if sampled:
-            (segment,) = xray_listener.wait_for_segments(lambda s, t=trace_id: s["trace_id"] == xray_trace_id(t))
-            assert [sub["name"] for sub in flatten(segment)[1:]], "the sampled segment has its subsegments"
-    assert not [t for t, sampled in decisions.items() if not sampled and xray_listener.documents_for_trace(t)]

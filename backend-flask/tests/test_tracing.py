@@ -259,10 +259,21 @@ def test_xray_dynamic_naming_from_aws_xray_url(config, xray_listener):
     assert names == ["cruddur-4567.example.test", "backend-flask"]
 
 
-def test_span_queue_is_bounded_by_configuration(config, otlp_receiver):
-    from cruddur.telemetry.otel.tracing import CountingBatchSpanProcessor
+def test_span_queue_is_bounded_by_configuration_and_every_span_is_counted(config):
+    """With export stuck, spans beyond OTEL_BSP_MAX_QUEUE_SIZE are refused and counted as dropped."""
+    from tests.support.faulty_http import FaultyHTTPServer
 
-    app = create_app(config.replace(otlp_endpoint=otlp_receiver.url, span_queue_size=1000))
-    processors = app.extensions["cruddur.tracer_provider"]._active_span_processor._span_processors
-    [processor] = [p.processor for p in processors if isinstance(p.processor, CountingBatchSpanProcessor)]
-    assert processor._batch_processor._queue.maxlen == 1000
+    with FaultyHTTPServer(mode="blackhole") as blackhole:
+        app = create_app(config.replace(otlp_endpoint=blackhole.url, span_queue_size=10, graceful_timeout=4))
+        tracer = app.extensions["cruddur.tracer"]
+        for i in range(10):  # one full batch: exported at once, and stuck on the blackhole
+            tracer.start_span(f"first {i}").end()
+        wait_for(lambda: blackhole.request_count >= 1, timeout=10, message="the first batch was never sent")
+        for i in range(15):
+            tracer.start_span(f"then {i}").end()
+        status = app.extensions["cruddur.integrations"]["opentelemetry"].status()
+        # The batch in flight still takes its room in the queue: all 15 later spans are refused.
+        assert (status["produced"], status["queued"], status["dropped"], status["sent"]) == (25, 10, 15, 0)
+        app.extensions["cruddur.shutdown"].run()
+        status = app.extensions["cruddur.integrations"]["opentelemetry"].status()
+        assert (status["produced"], status["queued"], status["dropped"]) == (25, 0, 25)

@@ -8,7 +8,7 @@ from werkzeug.exceptions import NotFound
 
 from ..errors import ValidationFailed
 from ..store import Store, new_activity
-from ..telemetry.otel.tracing import span
+from ..telemetry.otel.spans import span
 from .validation import message_errors, stored_text, text_field
 
 MAX_CHARS = 280

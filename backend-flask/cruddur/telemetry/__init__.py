@@ -36,16 +36,12 @@ def init_app(app: Flask) -> None:
     """Install every integration as configured; with CRUDDUR_TELEMETRY=off, none (each is shown as off)."""
     config = app.extensions["cruddur.config"]
     if not config.telemetry_on:
-        app.extensions["cruddur.tracer"] = None
         for package in integrations():
             disabled(app, package.NAME, "CRUDDUR_TELEMETRY=off")
         return
     for package in integrations():
         package.init_app(app)
     shutdown.init_app(app)
-    from .otel import tracing
-
-    tracing.instrument_requests(app)  # last: only now is it known whether any integration records spans
 
 
 def disabled(app: Flask, name: str, reason: str, logger: logging.Logger = log) -> bool:

@@ -20,12 +20,18 @@ from collections import deque
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 
-from opentelemetry.instrumentation.utils import suppress_instrumentation
-
 from .log_limits import RateLimitedWarning
 from .status import IntegrationStatus
 
 MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+def _uninstrumented():
+    """OpenTelemetry's suppress_instrumentation(), imported when a sender runs: importing this module
+    (CRUDDUR_TELEMETRY=off imports it) loads no instrumentation package."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    return suppress_instrumentation()
 
 
 class RetryLater(Exception):
@@ -129,7 +135,7 @@ class BoundedSender:
         self._thread_ident = threading.get_ident()
         if self._on_start is not None:
             try:
-                with suppress_instrumentation():
+                with _uninstrumented():
                     self._on_start()
             except Exception as error:  # the first delivery tries again
                 self._warning.warn("%s: not ready yet (%s)", self.name, type(error).__name__)
@@ -160,7 +166,7 @@ class BoundedSender:
 
     def _deliver(self, batch: list) -> None:
         try:
-            with suppress_instrumentation():  # telemetry's own traffic is never an application span
+            with _uninstrumented():  # telemetry's own traffic is never an application span
                 rejected = self._send(batch) if self.max_batch > 1 else self._send(batch[0])
         except RetryLater as later:
             with self._cond:

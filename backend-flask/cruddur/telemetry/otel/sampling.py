@@ -1,14 +1,15 @@
 """One sampling decision per request, taken by the OpenTelemetry sampler and followed by X-Ray.
 
-The caller's decision wins: a `traceparent` flag, or an X-Ray header's `Sampled=1` / `Sampled=0`.
-With no caller decision (no header, or an X-Ray Root without `Sampled` or with `Sampled=?`, as load
-balancers send), the local sampler named by OTEL_TRACES_SAMPLER decides (default: record all).
-Spans inside a request follow the request's decision. So of OTEL_TRACES_SAMPLER only the local
-part applies: `traceidratio` and `parentbased_traceidratio` sample the same way here, since a
-caller's decision is always followed, as the `parentbased_*` samplers do.
+The caller's decision wins: a `traceparent` flag, or what another header format's propagator
+recorded (otel/propagation.py: X-Ray's `Sampled=1` / `Sampled=0`). With no caller decision (no
+header, or an X-Ray Root without `Sampled` or with `Sampled=?`, as load balancers send), the local
+sampler named by OTEL_TRACES_SAMPLER decides (default: record all). Spans inside a request follow
+the request's decision. So of OTEL_TRACES_SAMPLER only the local part applies: `traceidratio` and
+`parentbased_traceidratio` sample the same way here, since a caller's decision is always followed,
+as the `parentbased_*` samplers do.
 
-X-Ray then follows this decision (telemetry/xray.py): what OpenTelemetry does not record, X-Ray
-does not either; what it records by local decision, X-Ray samples by its own rules.
+X-Ray then follows this decision: what OpenTelemetry does not record, X-Ray does not either; what
+it records by local decision, X-Ray samples by its own rules.
 """
 
 from __future__ import annotations
@@ -55,17 +56,6 @@ class CallerDecisionSampler(Sampler):
     def get_description(self) -> str:
         """As in the SDK's samplers."""
         return f"CallerDecision{{local:{self.local.get_description()}}}"
-
-
-def decides_by_trace_context(sampler: Sampler) -> bool:
-    """Whether `sampler` is one `build_sampler` makes: it reads a span's parent context and trace id only.
-
-    Never its name, kind or attributes: a span started without the request's attributes gets the
-    same decision (telemetry/request_context.py relies on it).
-    """
-    if not isinstance(sampler, CallerDecisionSampler):
-        return False
-    return sampler.local is ALWAYS_ON or sampler.local is ALWAYS_OFF or type(sampler.local) is TraceIdRatioBased
 
 
 def local_sampler(name: str, argument: str) -> Sampler:

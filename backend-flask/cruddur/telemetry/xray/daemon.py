@@ -46,7 +46,6 @@ from ..core.context import rerooted_xray_id, set_rerooted_xray_id, xray_accepts,
 from ..core.log_limits import RateLimitedWarning
 from ..core.status import IntegrationStatus, announce, register
 from ..otel.propagation import caller_decision
-from ..otel.tracing import LeanTracerProvider
 from .rules import DEFAULT_RULE_FILES, load_local_sampling_rules
 
 log = logging.getLogger(__name__)
@@ -340,15 +339,8 @@ def init_app(app: Flask) -> bool:
         recorder, database.redacted if database else "", database.user if database else ""
     )
     provider = app.extensions["cruddur.tracer_provider"]
-    processor = ContainedSpanProcessor(subsegments, containment)
-    if isinstance(provider, LeanTracerProvider):
-        # Spans of requests X-Ray does not sample (most of them, by its rules) are not recorded
-        # for X-Ray: they would be built only to be thrown away.
-        reads = containment.hook(subsegments.reads, "X-Ray span filter", lambda _kind: True)
-        provider.add_span_processor(processor, reads=reads)
-    else:
-        provider.add_span_processor(processor)
-    from ..auth import user_identified
+    provider.add_span_processor(ContainedSpanProcessor(subsegments, containment))
+    from ...auth import user_identified
 
     user_identified.connect(containment.hook(_segment_user(recorder), "X-Ray segment user"), app, weak=False)
     app.extensions["cruddur.xray"] = recorder
