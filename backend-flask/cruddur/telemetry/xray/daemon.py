@@ -224,19 +224,18 @@ class SegmentHooks:
         if not ctx.is_valid:
             return  # a URL OpenTelemetry excludes: X-Ray leaves it out as well
         root, parent_id, decision = follow_opentelemetry(span, self.status)
-        name = self.naming.get_name(request.host) if self.naming else self.service
+        name = self.naming.get_name(request.host) if self.naming and decision is not False else self.service
         if decision is None:
             rule = {"host": request.host, "method": request.method, "path": request.path, "service": name}
             decision = self.recorder.sampler.should_trace(rule)  # a rule's name, or a bool
         if not decision:
-            self.recorder.clear_trace_entities()  # no segment of an earlier request is ever annotated
             request.environ[REQUEST_KEY] = (root, None)
             return
         segment = self.recorder.begin_segment(name, traceid=root, parent_id=parent_id, sampling=decision)
         segment.id = format(ctx.span_id, "016x")  # one id for one operation
         segment.put_http_meta(http.URL, request.base_url)
         segment.put_http_meta(http.METHOD, request.method)
-        segment.put_http_meta(http.USER_AGENT, request.user_agent.string or None)
+        segment.put_http_meta(http.USER_AGENT, request.headers.get("User-Agent"))
         # request.remote_addr is the peer, or the entry of X-Forwarded-For that CRUDDUR_TRUSTED_PROXIES trusts.
         segment.put_http_meta(http.CLIENT_IP, request.remote_addr)
         if request.remote_addr != _peer_address():
@@ -264,10 +263,13 @@ class SegmentHooks:
         if segment is None:
             return
         self.open.pop(int(segment.id, 16), None)
-        if exception is not None:
-            segment.put_http_meta(http.STATUS, 500)
-            segment.add_exception(exception, get_stacktrace(limit=self.recorder.max_trace_back))
-        self.recorder.end_segment()
+        try:
+            if exception is not None:
+                segment.put_http_meta(http.STATUS, 500)
+                segment.add_exception(exception, get_stacktrace(limit=self.recorder.max_trace_back))
+            self.recorder.end_segment()
+        finally:
+            self.recorder.clear_trace_entities()  # the next request on this thread starts with no segment
 
 
 def _sampling_rules(service_name: str) -> tuple[dict | None, str]:
