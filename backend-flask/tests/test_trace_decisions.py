@@ -257,22 +257,22 @@ def no_traceback(capsys) -> str:
     return output.out
 
 
-def test_an_emitter_that_raises_is_counted_not_a_500(make_app, xray_listener, monkeypatch, capsys):
+def test_a_send_that_fails_is_counted_not_a_500(make_app, xray_listener, capsys):
     app = make_app()
-    emitter = app.extensions["cruddur.xray"]._emitter
-
-    def broken(_data):
-        raise RuntimeError("serializer bug")
-
-    monkeypatch.setattr(emitter, "_send_data", broken)
+    app.extensions["cruddur.xray"].emitter.socket.close()  # every send now fails with OSError
     client = app.test_client()
     for _ in range(3):
         response = client.get(HOME, headers={"traceparent": f"00-{fresh_trace()}-{span_id()}-01"})
         assert response.status_code == 200
-    health = client.get("/api/health-check").json["integrations"]["xray"]
-    assert health["failed"] == 3 and health["dropped"] == 3 and health["last_error"] == "RuntimeError"
+
+    def health():
+        state = client.get("/api/health-check").json["integrations"]["xray"]
+        return state if state["dropped"] == 3 else None
+
+    state = wait_for(health)
+    assert (state["failed"], state["last_error"], state["contained_errors"]) == (3, "OSError", 0)
     out = no_traceback(capsys)
-    assert out.count("did not take a segment") == 1  # rate-limited
+    assert out.count("delivery failed") == 1  # rate-limited
     assert xray_listener.documents() == []
 
 
@@ -326,7 +326,9 @@ def test_a_failing_header_rewrite_sends_no_segment(make_app, xray_listener, monk
     client = app.test_client()
     response = client.get(HOME, headers={"traceparent": f"00-{fresh_trace()}-{span_id()}-01"})
     assert response.status_code == 200 and response.json
+    # Both requests: the home page and the health check that reads the count.
     assert client.get("/api/health-check").json["integrations"]["xray"]["contained_errors"] == 2
+    assert "X-Amzn-Trace-Id" not in response.headers
     time.sleep(0.3)
     assert xray_listener.segments() == []  # X-Ray could not follow OpenTelemetry: it records nothing
     out = no_traceback(capsys)
@@ -352,15 +354,27 @@ def test_a_span_processor_that_raises_is_contained(processor, make_app, monkeypa
     assert trace.get_current_span().get_span_context().is_valid is False
 
 
-def test_the_sdk_middleware_runs_through_its_contained_hooks(make_app):
-    """XRayMiddleware registers its own private hook methods: the contained overrides must be those."""
+@pytest.mark.parametrize("hook", ["begin", "answer", "end"])
+def test_every_x_ray_hook_is_contained(hook, config, otlp_receiver, xray_listener, monkeypatch, capsys):
+    def broken(self, *args):
+        raise RuntimeError(f"{hook} bug")
+
+    monkeypatch.setattr(xray.SegmentHooks, hook, broken)
+    app = create_app(config.replace(otlp_endpoint=otlp_receiver.url, xray_daemon_address=xray_listener.daemon_address))
+    client = app.test_client()
+    for path in (HOME, f"/api/activities/{uuid.uuid4()}"):
+        response = client.get(path, headers={"traceparent": f"00-{fresh_trace()}-{span_id()}-01"})
+        assert response.status_code == (200 if path == HOME else 404) and response.is_json
+    assert client.get("/api/health-check").json["integrations"]["xray"]["contained_errors"] >= 2
+    assert no_traceback(capsys).count("was contained") == 1
+
+
+def test_x_ray_registers_its_hooks_the_public_way(make_app):
+    """Flask's hook lists hold X-Ray's contained functions, and no method of the SDK's middleware."""
     app = make_app()
-    registered = [
-        getattr(f, "__func__", None)
-        for f in (*app.before_request_funcs[None], *app.after_request_funcs[None], *app.teardown_request_funcs[None])
-    ]
-    for hook in ("_before_request", "_after_request", "_teardown_request"):
-        assert getattr(xray.ContainedXRayMiddleware, hook) in registered, hook
+    hooks = [*app.before_request_funcs[None], *app.after_request_funcs[None], *app.teardown_request_funcs[None]]
+    assert {"begin", "answer", "end"} <= {getattr(hook, "__name__", "") for hook in hooks}
+    assert not [h for h in hooks if "aws_xray_sdk" in getattr(h, "__module__", "")]
 
 
 def test_span_attributes_x_ray_cannot_take_are_left_out(make_app, xray_listener):
@@ -404,7 +418,54 @@ def test_a_document_over_64_kb_is_dropped_and_counted(make_app, xray_listener, c
 
     client = app.test_client()
     assert client.get("/test/huge", headers={"traceparent": f"00-{fresh_trace()}-{span_id()}-01"}).status_code == 200
-    state = client.get("/api/health-check").json["integrations"]["xray"]
-    assert (state["dropped"], state["last_error"]) == (1, "ValueError")
+    state = wait_for(lambda: (s := client.get("/api/health-check").json["integrations"]["xray"])["dropped"] and s)
+    assert (state["dropped"], state["sent"], state["last_error"]) == (1, 0, "ValueError")
     assert "over X-Ray's 64 kB" in capsys.readouterr().out
     assert xray_listener.datagram_count == 0
+
+
+def test_x_ray_mirrors_the_spans_of_the_requests_it_samples_only(config, xray_listener):
+    """X-Ray's rules (1/s, then 10 %) pick some requests: each of those has one subsegment per
+    child span, with the span's id; the others send nothing and leave nothing behind."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    app = create_app(config.replace(xray_daemon_address=xray_listener.daemon_address))
+    observed = InMemorySpanExporter()
+    app.extensions["cruddur.tracer_provider"].add_span_processor(SimpleSpanProcessor(observed))
+    client = app.test_client()
+    next_second()
+    decisions = {}
+    for _ in range(20):  # one second's burst: the reservoir samples the first, the rate about 2 more
+        response = client.get(HOME)
+        decisions[traceresponse(response)[0]] = response.headers["X-Amzn-Trace-Id"].endswith(";Sampled=1")
+    assert True in decisions.values() and False in decisions.values(), decisions
+    children: dict[str, set[str]] = {}
+    for span in observed.get_finished_spans():
+        if span.kind is not trace.SpanKind.SERVER:
+            children.setdefault(format(span.context.trace_id, "032x"), set()).add(format(span.context.span_id, "016x"))
+    for trace_id, sampled in decisions.items():
+        assert len(children[trace_id]) == 3, "the service span and two SQL statements"
+        if sampled:
+            (segment,) = xray_listener.wait_for_segments(lambda s, t=trace_id: s["trace_id"] == xray_trace_id(t))
+            assert {sub["id"] for sub in flatten(segment)[1:]} == children[trace_id]
+    time.sleep(0.3)
+    assert not [t for t, sampled in decisions.items() if not sampled and xray_listener.documents_for_trace(t)]
+    assert app.extensions["cruddur.xray_subsegments"].open == {}, "nothing of a finished request stays behind"
+
+
+def test_client_ip_follows_the_trusted_proxies(make_app, xray_listener):
+    """The segment's client_ip is the peer, or the X-Forwarded-For entry CRUDDUR_TRUSTED_PROXIES trusts."""
+    forged = {"X-Forwarded-For": "203.0.113.9, 198.51.100.7"}
+    for trusted, client_ip, flagged in ((0, "127.0.0.1", None), (1, "198.51.100.7", True)):
+        app = make_app(trusted_proxies=trusted)
+        caller = fresh_trace()
+        response = app.test_client().get(
+            HOME,
+            headers={"traceparent": f"00-{caller}-{span_id()}-01", **forged},
+            environ_base={"REMOTE_ADDR": "127.0.0.1"},
+        )
+        assert response.status_code == 200
+        (segment,) = xray_listener.wait_for_segments(lambda s, t=caller: s["trace_id"] == xray_trace_id(t))
+        assert segment["http"]["request"]["client_ip"] == client_ip
+        assert segment["http"]["request"].get("x_forwarded_for") is flagged

@@ -1,25 +1,16 @@
-"""AWS X-Ray: the request's segment, sharing the OpenTelemetry trace id, sent to the X-Ray daemon.
+"""AWS X-Ray over the daemon: the request's segment, with OpenTelemetry's trace id and decision.
 
-How the two tracers stay one trace with one sampling decision:
-- OpenTelemetry starts first (its ids come from AwsXRayIdGenerator, so they are valid X-Ray ids),
-  continues an incoming `traceparent` or `X-Amzn-Trace-Id` and takes the sampling decision
-  (telemetry/sampling.py).
-- Before XRayMiddleware opens the segment, the request's X-Ray header is rewritten from that
-  decision: `Root=<the OpenTelemetry trace id>`, the caller's span as `Parent`, and `Sampled=1`
-  when the caller decided "sampled", `Sampled=0` when OpenTelemetry does not record, no `Sampled`
-  when OpenTelemetry recorded by local decision (X-Ray's sampling rules then decide). The SDK's
-  header parser never sees what the caller sent. The middleware begins the segment from that header,
-  and the segment takes the server span's id.
-- A trace id X-Ray would refuse (its time outside X-Ray's window: a random W3C id, an old one) gets
-  a fresh X-Ray trace id for the segment, annotated `otel_trace_id` with the original; the logs
-  and Rollbar items of the request carry both (telemetry/context.py), the health check counts it.
-- Spans that the request creates (service spans, SQL statements) become subsegments through a
-  span processor, so nothing is traced twice by hand and SQL appears in X-Ray as well.
-- Every hook, the span processor and the emitter are contained (telemetry/containment.py).
+OpenTelemetry starts the server span first (X-Ray-valid ids, the caller's trace and decision). Our
+Flask hooks then open the segment through the recorder's public API: the span's trace id, its id,
+the caller's span as parent, and one decision: OpenTelemetry's when it does not record or the caller
+decided, else X-Ray's rules. A trace id X-Ray would refuse gets a fresh one, annotated
+`otel_trace_id`. Spans of a sampled request become subsegments; segments are serialized and sent
+on a sender thread. Every hook is contained: an X-Ray failure never becomes a 5xx.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -27,12 +18,12 @@ import socket
 from pathlib import Path
 
 from aws_xray_sdk.core import AWSXRayRecorder
-from aws_xray_sdk.core.emitters.udp_emitter import PROTOCOL_DELIMITER, PROTOCOL_HEADER, UDPEmitter
+from aws_xray_sdk.core.emitters.udp_emitter import PROTOCOL_DELIMITER, PROTOCOL_HEADER
+from aws_xray_sdk.core.models import http
 from aws_xray_sdk.core.models.default_dynamic_naming import DefaultDynamicNaming
 from aws_xray_sdk.core.models.subsegment import Subsegment
-from aws_xray_sdk.core.models.trace_header import TraceHeader
 from aws_xray_sdk.core.models.traceid import TraceId
-from aws_xray_sdk.ext.flask.middleware import XRayMiddleware
+from aws_xray_sdk.core.utils.stacktrace import get_stacktrace
 from flask import Flask, request
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -43,14 +34,15 @@ from ...config import Config
 from .. import disabled
 from ..core.containment import ContainedSpanProcessor, Containment
 from ..core.context import rerooted_xray_id, set_rerooted_xray_id, xray_accepts, xray_trace_id
-from ..core.log_limits import RateLimitedWarning
+from ..core.delivery import BoundedSender
+from ..core.shutdown import on_shutdown
 from ..core.status import IntegrationStatus, announce, register
 from ..otel.propagation import caller_decision
 from .rules import DEFAULT_RULE_FILES, load_local_sampling_rules
 
 log = logging.getLogger(__name__)
-XRAY_ENVIRON_KEY = "HTTP_X_AMZN_TRACE_ID"
-XRAY_ROOT_KEY = "cruddur.xray_root"  # the segment's trace id, for the response header
+NAME = "xray"
+REQUEST_KEY = "cruddur.xray"  # in the WSGI environ: (X-Ray trace id, the segment or None)
 REROOTED = "rerooted"  # the health-check counter
 # X-Ray's segment document rules (developer guide, "Segment documents"): a name is up to 200
 # characters of Unicode letters, numbers, whitespace and _ . : / % & # = + \ - @; annotation keys
@@ -58,40 +50,58 @@ REROOTED = "rerooted"  # the health-check counter
 MAX_NAME_CHARS = 200
 # "A segment document can be up to 64 kB" (same guide): a larger one is dropped and counted, not sent.
 MAX_DOCUMENT_BYTES = 64_000
+MAX_QUEUED_SEGMENTS = 1000
 _NAME_INVALID = re.compile(r"[^\w\s.:/%&#=+\\\-@]")
 _ANNOTATION_KEY_INVALID = re.compile(r"[^A-Za-z0-9_]")
+DATABASE_TYPES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
 
 
-class CountingUDPEmitter(UDPEmitter):
-    """The SDK's UDP emitter, counting what it sends; a failure is a counted, rate-limited warning.
+def xray_name(name: str) -> str:
+    """`name` as X-Ray accepts it: characters outside the allowed set replaced, at most 200."""
+    return _NAME_INVALID.sub("_", name[:MAX_NAME_CHARS]) or "span"
 
-    The stock emitter logs a full traceback for every segment it fails to send.
-    """
+
+@functools.lru_cache(maxsize=256)
+def annotation_key(key: str) -> str:
+    """An attribute name as an annotation key (alphanumeric and underscore)."""
+    return _ANNOTATION_KEY_INVALID.sub("_", key)
+
+
+def udp_address(value: str) -> tuple[str, int]:
+    """The UDP host and port of AWS_XRAY_DAEMON_ADDRESS: `host:port` or `tcp:host:port udp:host:port`."""
+    forms = value.split()
+    if len(forms) == 2:
+        value = dict(form.split(":", 1) for form in forms if ":" in form).get("udp", "")
+    host, _, port = value.rpartition(":")
+    if len(forms) not in (1, 2) or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"AWS_XRAY_DAEMON_ADDRESS {value[:60]!r} is not host:port")
+    return host, int(port)
+
+
+class DaemonEmitter:
+    """The recorder's emitter (UDPEmitter's interface): finished segments go to a sender thread,
+    which serializes and sends each to the daemon, counted as sent, or failed and dropped."""
 
     def __init__(self, daemon_address: str, status: IntegrationStatus):
-        super().__init__(daemon_address)
-        self.status = status
-        self._warning = RateLimitedWarning(log)
+        self.address = udp_address(daemon_address)
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.settimeout(1.0)
+        self.sender = BoundedSender(NAME, self.send, status, log, max_queue=MAX_QUEUED_SEGMENTS)
+
+    def set_daemon_address(self, address: str) -> None:
+        """Send to `address` from now on (the recorder calls this from `configure`)."""
+        self.address = udp_address(address)
 
     def send_entity(self, entity) -> None:
-        """Serialize and send one segment or subsegment; never raises."""
-        try:
-            document = entity.serialize()
-            if len(document) > MAX_DOCUMENT_BYTES:  # the SDK escapes non-ASCII: characters are bytes
-                raise ValueError(f"a {len(document)}-character document is over X-Ray's 64 kB")
-            self._send_data(f"{PROTOCOL_HEADER}{PROTOCOL_DELIMITER}{document}")
-        except Exception as error:  # a send or serialization failure must never reach end_segment
-            self.status.record_error(error)
-            self.status.record_dropped()
-            self._warning.warn("X-Ray daemon at %s:%s did not take a segment: %s", self.ip, self.port, error)
-            return
-        self.status.record_sent()
+        """Queue a finished segment; never blocks and never raises (a full queue is counted)."""
+        self.sender.submit(entity)
 
-    def _send_data(self, data: str) -> None:
-        self._socket.sendto(data.encode("utf-8"), (self._ip, self._port))
-
-
-DATABASE_TYPES = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}
+    def send(self, entity) -> None:
+        """Serialize one segment and send it as one datagram (on the sender thread)."""
+        document = entity.serialize()
+        if len(document) > MAX_DOCUMENT_BYTES:  # the SDK escapes non-ASCII: characters are bytes
+            raise ValueError(f"a {len(document)}-character document is over X-Ray's 64 kB")
+        self.socket.sendto(f"{PROTOCOL_HEADER}{PROTOCOL_DELIMITER}{document}".encode(), self.address)
 
 
 def sql_block(attributes, database_url: str = "", database_user: str = "") -> dict:
@@ -106,44 +116,41 @@ def sql_block(attributes, database_url: str = "", database_user: str = "") -> di
     return sql
 
 
-class SubsegmentProcessor(SpanProcessor):
-    """Mirrors the request's non-server spans as subsegments of its sampled X-Ray segment."""
+def _finite(value) -> bool:
+    """False when an attribute value is or holds a NaN or an infinity."""
+    values = value if isinstance(value, tuple | list) else (value,)
+    return not any(isinstance(item, float) and not math.isfinite(item) for item in values)
 
-    def __init__(self, recorder: AWSXRayRecorder, database_url: str = "", database_user: str = ""):
-        self.recorder = recorder
+
+class SubsegmentProcessor(SpanProcessor):
+    """Mirrors the spans of a sampled segment's request as its subsegments.
+
+    `open` holds the segments and subsegments in progress by span id: a span whose parent is not
+    in it (any span of a request X-Ray does not sample) costs one dictionary lookup.
+    """
+
+    def __init__(self, database_url: str = "", database_user: str = ""):
         # The connection instrumentation puts no server address on its spans; the app has one database.
         self.database_url = database_url
         self.database_user = database_user
-        self._open: dict[int, Subsegment] = {}
-
-    def reads(self, kind: SpanKind | None) -> bool:
-        """Whether a span starting now would be read: a server span (X-Ray follows its ids and its
-        caller), and any span of a request whose segment X-Ray samples."""
-        if kind is SpanKind.SERVER:
-            return True
-        segment = self.recorder.context.get_trace_entity()
-        return segment is not None and getattr(segment, "sampled", False)
+        self.open: dict[int, object] = {}
 
     def on_start(self, span: Span, parent_context=None) -> None:
-        """Open a subsegment under the parent span's subsegment, or under the segment."""
-        if span.kind is SpanKind.SERVER:
-            return
-        segment = self.recorder.context.get_trace_entity()
-        if segment is None or not getattr(segment, "sampled", False):
-            return  # no X-Ray work for requests X-Ray does not sample
-        segment = getattr(segment, "parent_segment", segment)
-        parent = (self._open.get(span.parent.span_id) if span.parent else None) or segment
-        if not parent.in_progress:
-            return  # the segment (or parent) was already closed: a subsegment would be lost or refused
+        """Open a subsegment under the parent span's segment or subsegment."""
+        parent = span.parent
+        entity = self.open.get(parent.span_id) if parent is not None else None
+        if entity is None or not entity.in_progress:
+            return  # not X-Ray's, or already closed: a subsegment would be lost or refused
+        segment = getattr(entity, "parent_segment", entity)
         subsegment = Subsegment(xray_name(span.name), "remote" if span.kind is SpanKind.CLIENT else "local", segment)
         subsegment.id = format(span.context.span_id, "016x")
         subsegment.start_time = span.start_time / 1e9
-        parent.add_subsegment(subsegment)
-        self._open[span.context.span_id] = subsegment
+        entity.add_subsegment(subsegment)
+        self.open[span.context.span_id] = subsegment
 
     def on_end(self, span: ReadableSpan) -> None:
         """Copy attributes (app.* as annotations, SQL as sql) and close the subsegment."""
-        subsegment = self._open.pop(span.context.span_id, None)
+        subsegment = self.open.pop(span.context.span_id, None)
         if subsegment is None or not subsegment.in_progress:
             return
         attributes = span.attributes or {}
@@ -151,7 +158,7 @@ class SubsegmentProcessor(SpanProcessor):
             if not _finite(value):
                 continue  # NaN and infinities are not JSON: the whole document would be refused
             if key.startswith("app.") and isinstance(value, str | int | float | bool):
-                subsegment.put_annotation(_ANNOTATION_KEY_INVALID.sub("_", key), value)
+                subsegment.put_annotation(annotation_key(key), value)
             else:
                 subsegment.put_metadata(key, value if isinstance(value, str | int | float | bool) else list(value))
         if "db.statement" in attributes:
@@ -160,23 +167,9 @@ class SubsegmentProcessor(SpanProcessor):
             subsegment.add_fault_flag()
         subsegment.close(span.end_time / 1e9)
 
-    def shutdown(self) -> None:
-        """Nothing to release."""
-
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Subsegments travel with their segment."""
         return True
-
-
-def _finite(value) -> bool:
-    """False when an attribute value is or holds a NaN or an infinity."""
-    values = value if isinstance(value, tuple | list) else (value,)
-    return not any(isinstance(item, float) and not math.isfinite(item) for item in values)
-
-
-def xray_name(name: str) -> str:
-    """`name` as X-Ray accepts it: characters outside the allowed set replaced, at most 200."""
-    return _NAME_INVALID.sub("_", name[:MAX_NAME_CHARS]) or "span"
 
 
 class XRayNaming(DefaultDynamicNaming):
@@ -187,104 +180,102 @@ class XRayNaming(DefaultDynamicNaming):
         return xray_name(super().get_name(host_name or ""))
 
 
-def follow_opentelemetry(span, status: IntegrationStatus) -> TraceHeader:
-    """The X-Ray header that makes the request's segment follow OpenTelemetry's span and decision."""
+def follow_opentelemetry(span, status: IntegrationStatus) -> tuple[str, str | None, bool | None]:
+    """(X-Ray trace id, parent id, decision) that make the segment follow OpenTelemetry's span.
+
+    The decision is False when OpenTelemetry does not record, True when the caller decided
+    "sampled", None when OpenTelemetry recorded by local decision (X-Ray's rules then decide).
+    """
     ctx = span.get_span_context()
-    if not ctx.is_valid:
-        return TraceHeader(sampled=0)
-    if not ctx.trace_flags.sampled:
-        sampled = 0
-    else:
-        parent = getattr(span, "parent", None)
-        sampled = 1 if caller_decision(otel_context.get_current(), parent) else None
     parent = getattr(span, "parent", None)
+    if not ctx.trace_flags.sampled:
+        sampled = False
+    else:
+        sampled = True if caller_decision(otel_context.get_current(), parent) else None
     parent_id = format(parent.span_id, "016x") if parent is not None and parent.is_remote else None
     if xray_accepts(ctx.trace_id):
-        root = xray_trace_id(format(ctx.trace_id, "032x"))
-    else:
-        # The caller's span lives in a trace X-Ray will not have: this segment starts a trace of its own.
-        root, parent_id = TraceId().to_id(), None
-        set_rerooted_xray_id(root)
-        status.count(REROOTED)
-    return TraceHeader(root=root, parent=parent_id, sampled=sampled)
+        return xray_trace_id(format(ctx.trace_id, "032x")), parent_id, sampled
+    # The caller's span lives in a trace X-Ray will not have: this segment starts a trace of its own.
+    root = TraceId().to_id()
+    set_rerooted_xray_id(root)
+    status.count(REROOTED)
+    return root, None, sampled
 
 
-def _rewrite_header(status: IntegrationStatus):
-    def rewrite() -> None:
-        """Replace the caller's X-Ray header before XRayMiddleware reads it (see the module docstring)."""
-        header = follow_opentelemetry(trace.get_current_span(), status)
-        request.environ[XRAY_ENVIRON_KEY] = header.to_header_str()
-        request.environ[XRAY_ROOT_KEY] = header.root
-
-    return rewrite
+def _peer_address() -> str | None:
+    """The address of the connection's peer, before ProxyFix read X-Forwarded-For (werkzeug keeps it)."""
+    return request.environ.get("werkzeug.proxy_fix.orig", request.environ).get("REMOTE_ADDR")
 
 
-def _send_nothing() -> None:
-    # When the header could not be rewritten, X-Ray cannot follow OpenTelemetry: it records nothing.
-    request.environ[XRAY_ENVIRON_KEY] = "Sampled=0"
+class SegmentHooks:
+    """The Flask hooks that open, fill and end the request's segment through the recorder."""
 
+    def __init__(self, recorder: AWSXRayRecorder, status: IntegrationStatus, open_entities: dict, naming=None):
+        self.recorder = recorder
+        self.status = status
+        self.open = open_entities  # shared with SubsegmentProcessor: the segment by its span id
+        self.naming = naming
+        self.service = recorder.service
 
-def _adopt_span_id(recorder: AWSXRayRecorder):
-    def adopt() -> None:
-        """Give the segment the server span's id (one id for one operation); name a rerooted trace's original."""
-        segment = recorder.context.get_trace_entity()
-        ctx = trace.get_current_span().get_span_context()
-        if segment is not None and ctx.is_valid:
-            segment.id = format(ctx.span_id, "016x")
-            if rerooted_xray_id():
-                segment.put_annotation("otel_trace_id", format(ctx.trace_id, "032x"))
+    def begin(self) -> None:
+        """Decide, and open the segment when X-Ray samples the request."""
+        span = trace.get_current_span()
+        ctx = span.get_span_context()
+        if not ctx.is_valid:
+            return  # a URL OpenTelemetry excludes: X-Ray leaves it out as well
+        root, parent_id, decision = follow_opentelemetry(span, self.status)
+        name = self.naming.get_name(request.host) if self.naming and decision is not False else self.service
+        if decision is None:
+            rule = {"host": request.host, "method": request.method, "path": request.path, "service": name}
+            decision = self.recorder.sampler.should_trace(rule)  # a rule's name, or a bool
+        if not decision:
+            request.environ[REQUEST_KEY] = (root, None)
+            return
+        segment = self.recorder.begin_segment(name, traceid=root, parent_id=parent_id, sampling=decision)
+        segment.id = format(ctx.span_id, "016x")  # one id for one operation
+        segment.put_http_meta(http.URL, request.base_url)
+        segment.put_http_meta(http.METHOD, request.method)
+        segment.put_http_meta(http.USER_AGENT, request.headers.get("User-Agent"))
+        # request.remote_addr is the peer, or the entry of X-Forwarded-For that CRUDDUR_TRUSTED_PROXIES trusts.
+        segment.put_http_meta(http.CLIENT_IP, request.remote_addr)
+        if request.remote_addr != _peer_address():
+            segment.put_http_meta(http.X_FORWARDED_FOR, True)
+        if rerooted_xray_id():
+            segment.put_annotation("otel_trace_id", format(ctx.trace_id, "032x"))
+        self.open[ctx.span_id] = segment
+        request.environ[REQUEST_KEY] = (root, segment)
 
-    return adopt
-
-
-def _answer_header(recorder: AWSXRayRecorder):
-    def answer(response):
-        """`X-Amzn-Trace-Id: Root=<the segment's trace>;Sampled=<X-Ray's decision>` on the response."""
-        root = request.environ.get(XRAY_ROOT_KEY)
-        if root:
-            segment = recorder.context.get_trace_entity()
-            sampled = 1 if segment is not None and getattr(segment, "sampled", False) else 0
-            response.headers["X-Amzn-Trace-Id"] = TraceHeader(root=root, sampled=sampled).to_header_str()
+    def answer(self, response):
+        """`X-Amzn-Trace-Id: Root=<the segment's trace>;Sampled=<X-Ray's decision>`; the status on the segment."""
+        root, segment = request.environ.get(REQUEST_KEY, (None, None))
+        if root is None:
+            return response
+        response.headers[http.XRAY_HEADER] = f"Root={root};Sampled={0 if segment is None else 1}"
+        if segment is not None:
+            segment.put_http_meta(http.STATUS, response.status_code)
+            if response.content_length is not None:
+                segment.put_http_meta(http.CONTENT_LENGTH, response.content_length)
         return response
 
-    return answer
-
-
-class ContainedXRayMiddleware(XRayMiddleware):
-    """The SDK's Flask middleware, its hooks contained: an X-Ray failure never turns into a 500."""
-
-    def __init__(self, app: Flask, recorder: AWSXRayRecorder, containment: Containment):
-        self.containment = containment
-        super().__init__(app, recorder)
-
-    def _before_request(self):
-        try:
-            super()._before_request()
-        except Exception as error:
-            self.containment.failed("XRayMiddleware before_request", error)
-
-    def _after_request(self, response):
-        try:
-            return super()._after_request(response)
-        except Exception as error:
-            self.containment.failed("XRayMiddleware after_request", error)
-            return response
-
-    def _teardown_request(self, exception):
-        try:
-            super()._teardown_request(exception)
-        except Exception as error:
-            self.containment.failed("XRayMiddleware teardown_request", error)
-
-
-def _segment_user(recorder: AWSXRayRecorder):
-    def record(_app: Flask, handle: str, **_identity) -> None:
+    def name_user(self, _app: Flask, handle: str, **_identity) -> None:
         """`user_identified` receiver: the request's segment gets `user` (the handle)."""
-        segment = recorder.current_segment()
+        _, segment = request.environ.get(REQUEST_KEY, (None, None))
         if segment is not None:
             segment.set_user(handle)
 
-    return record
+    def end(self, exception) -> None:
+        """End the segment: the recorder hands it to the emitter once its subsegments are closed."""
+        _, segment = request.environ.get(REQUEST_KEY, (None, None))
+        if segment is None:
+            return
+        self.open.pop(int(segment.id, 16), None)
+        try:
+            if exception is not None:
+                segment.put_http_meta(http.STATUS, 500)
+                segment.add_exception(exception, get_stacktrace(limit=self.recorder.max_trace_back))
+            self.recorder.end_segment()
+        finally:
+            self.recorder.clear_trace_entities()  # the next request on this thread starts with no segment
 
 
 def _sampling_rules(service_name: str) -> tuple[dict | None, str]:
@@ -294,55 +285,50 @@ def _sampling_rules(service_name: str) -> tuple[dict | None, str]:
     return load_local_sampling_rules(*present, service_name=service_name), "aws/json/xray.json"
 
 
-def _off(app: Flask, reason: str) -> bool:
-    return disabled(app, "xray", reason, log)
+def _recorder(config: Config, emitter: DaemonEmitter, rules: dict | None) -> AWSXRayRecorder:
+    recorder = AWSXRayRecorder()
+    recorder.configure(
+        service=xray_name(config.service_name),
+        daemon_address=config.xray_daemon_address,
+        context_missing="IGNORE_ERROR",  # no segment (a thread of our own, a CLI command) is normal here
+        sampling=True,
+        sampling_rules=rules,
+        plugins=(),
+        emitter=emitter,
+    )
+    return recorder
 
 
 def init_app(app: Flask) -> bool:
-    """Open an X-Ray segment per request when AWS_XRAY_DAEMON_ADDRESS is set."""
+    """Open an X-Ray segment per sampled request, sent to the daemon at AWS_XRAY_DAEMON_ADDRESS."""
     config: Config = app.extensions["cruddur.config"]
-    if not config.xray_daemon_address:
-        return _off(app, "AWS_XRAY_DAEMON_ADDRESS is not set")
+    status = IntegrationStatus(NAME, True, "segments to the X-Ray daemon over UDP")
     try:
         rules, rules_source = _sampling_rules(config.service_name)
-        status = IntegrationStatus("xray", True, "segments to the X-Ray daemon over UDP")
-        recorder = AWSXRayRecorder()
-        recorder.configure(
-            service=xray_name(config.service_name),
-            daemon_address=config.xray_daemon_address,
-            dynamic_naming=XRayNaming(config.xray_url, xray_name(config.service_name)) if config.xray_url else None,
-            # No segment (a thread of our own, a CLI command) is normal here: never log or raise.
-            context_missing="IGNORE_ERROR",
-            sampling=True,
-            sampling_rules=rules,
-            plugins=(),
-            emitter=CountingUDPEmitter(config.xray_daemon_address, status),
-        )
-    except (ValueError, OSError, socket.gaierror) as error:
-        return _off(app, f"misconfigured: {error}")
+        emitter = DaemonEmitter(config.xray_daemon_address, status)
+        recorder = _recorder(config, emitter, rules)
+    except (ValueError, OSError) as error:
+        return disabled(app, NAME, f"misconfigured: {error}", log)
     status.reason += f"; local sampling rules from {rules_source}, centralized rules from the daemon"
     # Until the daemon serves a matching centralized rule (never, without AWS credentials), the
-    # sampler logs an INFO line on every request; with CloudWatch on, that was a second log event
-    # per request. Its warnings (rules unreachable) still get through.
+    # sampler logs an INFO line on every request; its warnings (rules unreachable) still get through.
     logging.getLogger("aws_xray_sdk.core.sampling.sampler").setLevel(logging.WARNING)
-
     containment = Containment(status, log)
     status.count(REROOTED, 0)
-    # Flask runs before_request hooks in registration order and after_request hooks in reverse:
-    # the header is rewritten before the middleware reads it, the answer set after it wrote its own.
-    app.before_request(containment.hook(_rewrite_header(status), "X-Ray header rewrite", _send_nothing))
-    app.after_request(containment.hook(_answer_header(recorder), "X-Ray response header", lambda r: r))
-    ContainedXRayMiddleware(app, recorder, containment)
-    app.before_request(containment.hook(_adopt_span_id(recorder), "X-Ray segment id"))
     database = app.extensions.get("cruddur.database")
-    subsegments = SubsegmentProcessor(
-        recorder, database.redacted if database else "", database.user if database else ""
-    )
-    provider = app.extensions["cruddur.tracer_provider"]
-    provider.add_span_processor(ContainedSpanProcessor(subsegments, containment))
+    subsegments = SubsegmentProcessor(database.redacted if database else "", database.user if database else "")
+    naming = XRayNaming(config.xray_url, recorder.service) if config.xray_url else None
+    hooks = SegmentHooks(recorder, status, subsegments.open, naming)
+    # After OpenTelemetry's hooks (registered first), so the server span is current.
+    app.before_request(containment.hook(hooks.begin, "X-Ray segment start"))
+    app.after_request(containment.hook(hooks.answer, "X-Ray response", lambda response: response))
+    app.teardown_request(containment.hook(hooks.end, "X-Ray segment end"))
     from ...auth import user_identified
 
-    user_identified.connect(containment.hook(_segment_user(recorder), "X-Ray segment user"), app, weak=False)
+    user_identified.connect(containment.hook(hooks.name_user, "X-Ray segment user"), app, weak=False)
+    app.extensions["cruddur.tracer_provider"].add_span_processor(ContainedSpanProcessor(subsegments, containment))
+    on_shutdown(app, 10, NAME, emitter.sender.flush)
     app.extensions["cruddur.xray"] = recorder
+    app.extensions["cruddur.xray_subsegments"] = subsegments
     register(app, status)
     return announce(log, status)
