@@ -441,9 +441,9 @@ def test_x_ray_mirrors_the_spans_of_the_requests_it_samples_only(config, xray_li
         decisions[traceresponse(response)[0]] = response.headers["X-Amzn-Trace-Id"].endswith(";Sampled=1")
     assert True in decisions.values() and False in decisions.values(), decisions
     children: dict[str, set[str]] = {}
-    for span in observed.get_finished_spans():
-        if span.kind is not trace.SpanKind.SERVER:
-            children.setdefault(format(span.context.trace_id, "032x"), set()).add(format(span.context.span_id, "016x"))
+    for s in observed.get_finished_spans():
+        if s.kind is not trace.SpanKind.SERVER:
+            children.setdefault(format(s.context.trace_id, "032x"), set()).add(format(s.context.span_id, "016x"))
     for trace_id, sampled in decisions.items():
         assert len(children[trace_id]) == 3, "the service span and two SQL statements"
         if sampled:
