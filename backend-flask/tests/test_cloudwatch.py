@@ -19,7 +19,8 @@ import watchtower
 
 from cruddur import create_app
 from cruddur.telemetry import cloudwatch
-from cruddur.telemetry.cloudwatch.api import FLUSH_TIMEOUT_SECONDS, SEND_INTERVAL_SECONDS, CloudWatchQueueHandler
+from cruddur.telemetry.cloudwatch import FLUSH_TIMEOUT_SECONDS
+from cruddur.telemetry.cloudwatch.api import SEND_INTERVAL_SECONDS, CloudWatchQueueHandler
 from tests.support.faulty_http import FaultyHTTPServer, closed_port
 from tests.support.moto_logs import FAKE_CREDENTIALS, REGION
 from tests.support.waiting import wait_for

@@ -1,8 +1,7 @@
-"""CloudWatch Logs: the app's JSON log lines, by one of two transports, on when CLOUDWATCH_LOG_GROUP is set.
+"""CloudWatch Logs: stdout's JSON lines, one stream per worker, on when CLOUDWATCH_LOG_GROUP is set.
 
-`api` (default): watchtower's PutLogEvents. `otlp`: the OpenTelemetry logs SDK, SigV4-signed.
-Both keep a per-worker `Backlog` (accepted, not yet settled) so a slow or dead CloudWatch costs a
-bounded amount of memory and every line is counted once as sent or dropped.
+Transports: `api` (watchtower, PutLogEvents) and `otlp` (the OpenTelemetry logs SDK). Both keep a
+`Backlog`, so an outage costs bounded memory and every line is counted once, as sent or dropped.
 """
 
 from __future__ import annotations
@@ -18,20 +17,22 @@ from ..core.log_limits import RateLimitedWarning
 from ..core.status import IntegrationStatus, announce, register
 
 NAME = "cloudwatch"
-# Lines per worker accepted but not yet delivered; beyond this, new lines are dropped and counted.
-# At ~500 bytes a line that is ~5 MB: an outage costs memory once, not per request.
-CAPACITY = 10_000
-# Loggers never shipped: the AWS and HTTP stacks log while we send (a loop that feeds itself), and
-# this package's warnings say CloudWatch is unreachable (stdout only).
+CAPACITY = 10_000  # lines accepted, not yet delivered, per worker (~5 MB); beyond it new ones are dropped
+FLUSH_TIMEOUT_SECONDS = 2.0  # flush() and close() when logging.shutdown() calls them at exit
+# Never shipped: the AWS and HTTP stacks log while we send (a loop), and our own warnings.
 EXCLUDED_LOGGERS = ("watchtower", "botocore", "boto3", "urllib3", "s3transfer", "requests", __name__)
-# CreateLogGroup/CreateLogStream answers that mean "go on": it exists, someone else is creating it,
-# or (groups) the role may write to a provisioned group but not create it.
+# Answers to CreateLogGroup/Stream that mean "go on" (a role may write to a group it may not create).
 CREATE_OK = {"ResourceAlreadyExistsException", "OperationAbortedException", "AccessDeniedException"}
+_EXCLUDED_PREFIXES = tuple(f"{name}." for name in EXCLUDED_LOGGERS)
+log = logging.getLogger(__name__)
 
 
 def init_app(app: Flask) -> bool:
     """The transport CRUDDUR_CLOUDWATCH_TRANSPORT names."""
-    if app.extensions["cruddur.config"].cloudwatch_transport == "otlp":
+    config = app.extensions["cruddur.config"]
+    if not config.cloudwatch_log_group:
+        return switched_on(app, "CLOUDWATCH_LOG_GROUP is not set", on=False).enabled
+    if config.cloudwatch_transport == "otlp":
         from . import otlp
 
         return otlp.init_app(app)
@@ -40,59 +41,55 @@ def init_app(app: Flask) -> bool:
     return api.init_app(app)
 
 
-def switched_off(app: Flask, reason: str, logger: logging.Logger) -> bool:
-    """Register the integration as off for `reason` and say so once; returns False."""
-    status = IntegrationStatus(NAME, False, reason)
+def switched_on(app: Flask, reason: str, on: bool = True) -> IntegrationStatus:
+    """Register the integration's status and say once whether it is on, and why."""
+    status = IntegrationStatus(NAME, on, reason)
     register(app, status)
-    return announce(logger, status)
+    announce(log, status)
+    return status
 
 
 def shipped(record: logging.LogRecord) -> bool:
     """Handler filter: False for records of EXCLUDED_LOGGERS and their children."""
-    return not any(record.name == name or record.name.startswith(name + ".") for name in EXCLUDED_LOGGERS)
+    return not f"{record.name}.".startswith(_EXCLUDED_PREFIXES)
 
 
 def stream_name(prefix: str, pid: int | str | None = None) -> str:
-    """This worker's log stream, `<service>/<host>/<pid>` (CloudWatch refuses `:` and `*` in names)."""
+    """This worker's log stream, `<service>/<host>/<pid>` (CloudWatch refuses `:` and `*`)."""
     host = socket.gethostname().replace(":", "_").replace("*", "_")
     return f"{prefix}/{host}/{os.getpid() if pid is None else pid}"
 
 
 def create_destination(client, group: str, stream: str) -> None:
-    """CreateLogGroup, then CreateLogStream; existing ones are fine. Raises on any other error."""
-    from botocore.exceptions import ClientError
-
-    for call, names in (
-        (client.create_log_group, {"logGroupName": group}),
-        (client.create_log_stream, {"logGroupName": group, "logStreamName": stream}),
-    ):
+    """CreateLogGroup, then CreateLogStream; existing ones are fine. Raises on other errors."""
+    for call, names in ((client.create_log_group, {}), (client.create_log_stream, {"logStreamName": stream})):
         try:
-            call(**names)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") not in CREATE_OK:
+            call(logGroupName=group, **names)
+        except Exception as error:
+            if error_code(error) not in CREATE_OK:
                 raise
 
 
+def error_code(error: BaseException) -> str:
+    """The code an AWS error names (`AccessDeniedException`...), else the exception's type."""
+    response = getattr(error, "response", None)
+    return (isinstance(response, dict) and response.get("Error", {}).get("Code")) or type(error).__name__
+
+
 def within(timeout: float, work) -> bool:
-    """Run `work()` on a thread of its own; whether it finished, truthy, within `timeout` s."""
+    """Run `work()` on a thread of its own; whether it returned, and not False, within `timeout` s."""
     result = []
     worker = threading.Thread(target=lambda: result.append(work()), name="cloudwatch-flush", daemon=True)
     worker.start()
     worker.join(max(timeout, 0.0))
-    return bool(result and result[0] is not False)
+    return bool(result) and result[0] is not False
 
 
 class Backlog:
-    """Lines accepted and not yet settled, bounded; each settles once as sent or dropped.
+    """Lines accepted and not yet settled, at most CAPACITY; each is settled once, as sent or dropped."""
 
-    `admit()` on the logging thread refuses (and counts) a line once `capacity` are in flight.
-    `write_off()` at shutdown counts what is left as dropped and ignores later settlements.
-    """
-
-    def __init__(self, status: IntegrationStatus, logger: logging.Logger):
-        self.status = status
-        self.capacity = CAPACITY
-        self.warning = RateLimitedWarning(logger)
+    def __init__(self, status: IntegrationStatus):
+        self.status, self.capacity, self.warning = status, CAPACITY, RateLimitedWarning(log)
         self._lock = threading.Lock()
         self._accepted = self._settled = 0
         self._closed = self._written_off = False
@@ -113,26 +110,52 @@ class Backlog:
         return not full
 
     def settle(self, sent: int, dropped: int = 0) -> None:
-        """Book lines as delivered or refused (nothing, after write_off)."""
+        """Book lines as delivered or refused (ignored once written off)."""
         with self._lock:
             if self._written_off:
                 return
             self._settled += sent + dropped
-        if sent:
-            self.status.record_sent(sent)
-        if dropped:
-            self.status.record_dropped(dropped)
+        for count, record in ((sent, self.status.record_sent), (dropped, self.status.record_dropped)):
+            if count:
+                record(count)
 
-    def close(self) -> None:
-        """Admit nothing more."""
+    def close(self) -> bool:
+        """Admit nothing more; False if it was closed already."""
         with self._lock:
-            self._closed = True
+            was, self._closed = self._closed, True
+        return not was
 
     def write_off(self) -> int:
         """Count every unsettled line as dropped and close the books; returns how many."""
         with self._lock:
-            self._closed = self._written_off = True
-            left, self._settled = self._accepted - self._settled, self._accepted
+            left, self._settled, self._written_off = self._accepted - self._settled, self._accepted, True
         if left:
             self.status.record_dropped(left)
         return left
+
+
+class ShippingHandler(logging.Handler):
+    """What both transports' root handlers share: stdout's JSON line, the Backlog, a bounded shutdown."""
+
+    def setup(self, backlog: Backlog) -> None:
+        from ...logs import prepare
+
+        self.backlog = backlog
+        self.addFilter(shipped)
+        prepare(self)  # stdout's formatter, trace ids and library rate limit
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Count a record that could not be formatted or queued; never print."""
+        self.backlog.status.record_error("EmitError")
+
+    def shutdown(self, timeout: float) -> None:
+        """`drain()` within `timeout` s; what is left then is counted as dropped."""
+        if self.backlog.close():
+            within(timeout, self.drain)
+            if left := self.backlog.write_off():
+                log.warning("CloudWatch Logs: gave up on %d log lines after %.1f s", left, timeout)
+
+    def close(self) -> None:
+        """logging.shutdown() at exit: a bounded shutdown, if the app's did not run."""
+        self.shutdown(FLUSH_TIMEOUT_SECONDS)
+        super().close()
