@@ -148,6 +148,10 @@ class ShippingHandler(logging.Handler):
         """Count a record that could not be formatted or queued; never print."""
         self.backlog.status.record_error("EmitError")
 
+    def flush(self, timeout: float = FLUSH_TIMEOUT_SECONDS) -> bool:
+        """Send what is queued now, waiting at most `timeout` s; whether nothing is left to send."""
+        return within(timeout, self.send_now)
+
     def shutdown(self, timeout: float) -> None:
         """`drain()` within `timeout` s; what is left then is counted as dropped."""
         if self.backlog.close():

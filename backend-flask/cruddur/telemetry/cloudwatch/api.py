@@ -18,16 +18,7 @@ from flask import Flask
 
 from ..core.shutdown import on_shutdown
 from ..otel.aws import resolve
-from . import (
-    FLUSH_TIMEOUT_SECONDS,
-    Backlog,
-    ShippingHandler,
-    create_destination,
-    error_code,
-    stream_name,
-    switched_on,
-    within,
-)
+from . import Backlog, ShippingHandler, create_destination, error_code, stream_name, switched_on
 
 SEND_INTERVAL_SECONDS = 2.5  # watchtower sends a batch at least this often
 PUT_LOG_EVENTS = "cloudwatch-logs.PutLogEvents"  # botocore's event name for the call
@@ -108,7 +99,7 @@ class Deliveries:
             self.backlog.settle(0, len(previous))
 
     def after_put(self, http_response, parsed: dict, **_) -> None:
-        """Accepted (some may be refused as too old or too new), or failed with an AWS error."""
+        """Accepted (some refused as too old or too new), or failed with an AWS error."""
         if http_response.status_code >= 300:
             code = parsed.get("Error", {}).get("Code") or f"HTTP {http_response.status_code}"
             self.failed(code, "PutLogEvents")
@@ -143,14 +134,10 @@ class CloudWatchQueueHandler(ShippingHandler, logging.handlers.QueueHandler):
         if self.backlog.admit():
             self.queue.put_nowait(record)
 
-    def flush(self, timeout: float = FLUSH_TIMEOUT_SECONDS) -> bool:
-        """Send what is queued now; wait at most `timeout` s. Returns whether nothing is left to send."""
-
-        def send_now() -> None:
-            self.queue.join()  # the listener has handed everything to watchtower
-            self.cloudwatch.flush()  # watchtower sends its batch and waits for the answer
-
-        return within(timeout, send_now) and self.deliveries.batch is None
+    def send_now(self) -> bool:
+        self.queue.join()  # the listener has handed everything to watchtower
+        self.cloudwatch.flush()  # watchtower sends its batch and waits for the answer
+        return self.deliveries.batch is None  # False: watchtower gave up on the last batch
 
     def drain(self) -> None:
         self.listener.stop()  # hands over everything queued, then ends
@@ -159,8 +146,7 @@ class CloudWatchQueueHandler(ShippingHandler, logging.handlers.QueueHandler):
 
 def rejected_count(info: dict | None, total: int) -> int:
     """How many events of a batch PutLogEvents refused (its indexes mark the refused ends)."""
-    if not info:
-        return 0
+    info = info or {}
     too_old = max(info.get("tooOldLogEventEndIndex", -1), info.get("expiredLogEventEndIndex", -1)) + 1
     too_new = total - info["tooNewLogEventStartIndex"] if "tooNewLogEventStartIndex" in info else 0
     return min(total, too_old + too_new)

@@ -18,24 +18,16 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from ..core.shutdown import on_shutdown
 from ..otel.aws import LOGS_SIGNING_NAME, quiet_signature_logging, resolve, signed_session
-from . import (
-    FLUSH_TIMEOUT_SECONDS,
-    Backlog,
-    ShippingHandler,
-    create_destination,
-    error_code,
-    stream_name,
-    switched_on,
-    within,
-)
+from . import Backlog, ShippingHandler, create_destination, error_code, stream_name, switched_on
 
 SEND_INTERVAL_SECONDS = 5.0
 EXPORT_TIMEOUT_SECONDS = 5.0  # one export, retries included: a blackhole holds it for seconds, not minutes
-SEVERITY = (  # the most severe first: a level between two takes the lower
-    (logging.CRITICAL, SeverityNumber.FATAL),
-    (logging.ERROR, SeverityNumber.ERROR),
-    (logging.WARNING, SeverityNumber.WARN),
-    (logging.INFO, SeverityNumber.INFO),
+# The most severe first: a level between two takes the lower one.
+SEVERITY = (
+    (50, SeverityNumber.FATAL),
+    (40, SeverityNumber.ERROR),
+    (30, SeverityNumber.WARN),
+    (20, SeverityNumber.INFO),
 )
 
 
@@ -64,9 +56,9 @@ def init_app(app: Flask) -> bool:
         schedule_delay_millis=SEND_INTERVAL_SECONDS * 1000,
         max_queue_size=backlog.capacity,
     )
-    resource = {"service.name": config.service_name, "service.version": config.code_version}
-    resource["deployment.environment.name"] = config.env
-    provider = LoggerProvider(Resource.create(resource), shutdown_on_exit=False)  # ours is bounded
+    service = {"service.name": config.service_name, "service.version": config.code_version}
+    resource = Resource.create({**service, "deployment.environment.name": config.env})
+    provider = LoggerProvider(resource, shutdown_on_exit=False)  # our shutdown is bounded
     provider.add_log_record_processor(processor)
     handler = OTLPLogHandler(provider, backlog)
     logging.getLogger().addHandler(handler)
@@ -100,9 +92,8 @@ class OTLPLogHandler(ShippingHandler):
                 attributes={key: value for key, value in fields.items() if value is not None},
             )
 
-    def flush(self, timeout: float = FLUSH_TIMEOUT_SECONDS) -> bool:
-        """Export what is queued now; wait at most `timeout` s. Returns whether nothing is left to send."""
-        return within(timeout, lambda: self.provider.force_flush(int(timeout * 1000))) and not self.backlog.queued()
+    def send_now(self) -> bool:
+        return self.provider.force_flush() and not self.backlog.queued()
 
     def drain(self) -> None:
         self.provider.force_flush()
