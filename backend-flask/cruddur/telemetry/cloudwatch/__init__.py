@@ -21,8 +21,8 @@ CAPACITY = 10_000  # lines accepted, not yet delivered, per worker (~5 MB); beyo
 FLUSH_TIMEOUT_SECONDS = 2.0  # flush() and close() when logging.shutdown() calls them at exit
 # Never shipped: the AWS and HTTP stacks log while we send (a loop), and our own warnings.
 EXCLUDED_LOGGERS = ("watchtower", "botocore", "boto3", "urllib3", "s3transfer", "requests", __name__)
-# Answers to CreateLogGroup/Stream that mean "go on" (a role may write to a group it may not create).
-CREATE_OK = {"ResourceAlreadyExistsException", "OperationAbortedException", "AccessDeniedException"}
+# Answers to CreateLogGroup/Stream that mean "go on": it exists, or is being created.
+EXISTS = {"ResourceAlreadyExistsException", "OperationAbortedException"}
 _EXCLUDED_PREFIXES = tuple(f"{name}." for name in EXCLUDED_LOGGERS)
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def init_app(app: Flask) -> bool:
     """The transport CRUDDUR_CLOUDWATCH_TRANSPORT names."""
     config = app.extensions["cruddur.config"]
     if not config.cloudwatch_log_group:
-        return switched_on(app, "CLOUDWATCH_LOG_GROUP is not set", on=False).enabled
+        return report(app, "CLOUDWATCH_LOG_GROUP is not set", on=False).enabled
     if config.cloudwatch_transport == "otlp":
         from . import otlp
 
@@ -41,7 +41,7 @@ def init_app(app: Flask) -> bool:
     return api.init_app(app)
 
 
-def switched_on(app: Flask, reason: str, on: bool = True) -> IntegrationStatus:
+def report(app: Flask, reason: str, on: bool = True) -> IntegrationStatus:
     """Register the integration's status and say once whether it is on, and why."""
     status = IntegrationStatus(NAME, on, reason)
     register(app, status)
@@ -62,12 +62,16 @@ def stream_name(prefix: str, pid: int | str | None = None) -> str:
 
 def create_destination(client, group: str, stream: str) -> None:
     """CreateLogGroup, then CreateLogStream; existing ones are fine. Raises on other errors."""
-    for call, names in ((client.create_log_group, {}), (client.create_log_stream, {"logStreamName": stream})):
-        try:
-            call(logGroupName=group, **names)
-        except Exception as error:
-            if error_code(error) not in CREATE_OK:
-                raise
+    try:  # a role may write to a provisioned group and not be allowed to create one
+        client.create_log_group(logGroupName=group)
+    except Exception as error:
+        if error_code(error) not in EXISTS | {"AccessDeniedException"}:
+            raise
+    try:
+        client.create_log_stream(logGroupName=group, logStreamName=stream)
+    except Exception as error:
+        if error_code(error) not in EXISTS:
+            raise
 
 
 def error_code(error: BaseException) -> str:

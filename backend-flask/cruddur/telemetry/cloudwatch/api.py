@@ -18,7 +18,7 @@ from flask import Flask
 
 from ..core.shutdown import on_shutdown
 from ..otel.aws import resolve
-from . import Backlog, ShippingHandler, create_destination, error_code, stream_name, switched_on
+from . import Backlog, ShippingHandler, create_destination, error_code, report, stream_name
 
 SEND_INTERVAL_SECONDS = 2.5  # watchtower sends a batch at least this often
 PUT_LOG_EVENTS = "cloudwatch-logs.PutLogEvents"  # botocore's event name for the call
@@ -30,8 +30,8 @@ def init_app(app: Flask) -> bool:
     group = config.cloudwatch_log_group
     _endpoint, region, why_not = resolve("logs", config.aws_region)
     if not region:
-        return switched_on(app, f"CLOUDWATCH_LOG_GROUP is set, but {why_not}", on=False).enabled
-    status = switched_on(app, f"log group {group} in {region}, one stream per worker")
+        return report(app, f"CLOUDWATCH_LOG_GROUP is set, but {why_not}", on=False).enabled
+    status = report(app, f"log group {group} in {region}, one stream per worker")
 
     import watchtower
 

@@ -18,16 +18,16 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 
 from ..core.shutdown import on_shutdown
 from ..otel.aws import LOGS_SIGNING_NAME, quiet_signature_logging, resolve, signed_session
-from . import Backlog, ShippingHandler, create_destination, error_code, stream_name, switched_on
+from . import Backlog, ShippingHandler, create_destination, error_code, report, stream_name
 
 SEND_INTERVAL_SECONDS = 5.0
 EXPORT_TIMEOUT_SECONDS = 5.0  # one export, retries included: a blackhole holds it for seconds, not minutes
 # The most severe first: a level between two takes the lower one.
 SEVERITY = (
-    (50, SeverityNumber.FATAL),
-    (40, SeverityNumber.ERROR),
-    (30, SeverityNumber.WARN),
-    (20, SeverityNumber.INFO),
+    (logging.CRITICAL, SeverityNumber.FATAL),
+    (logging.ERROR, SeverityNumber.ERROR),
+    (logging.WARNING, SeverityNumber.WARN),
+    (logging.INFO, SeverityNumber.INFO),
 )
 
 
@@ -37,8 +37,8 @@ def init_app(app: Flask) -> bool:
     group = config.cloudwatch_log_group
     endpoint, region, why_not = resolve("logs", config.aws_region)
     if not endpoint:
-        return switched_on(app, f"CLOUDWATCH_LOG_GROUP is set, but {why_not}", on=False).enabled
-    status = switched_on(app, f"OTLP log records to log group {group} in {region}, one stream per worker")
+        return report(app, f"CLOUDWATCH_LOG_GROUP is set, but {why_not}", on=False).enabled
+    status = report(app, f"OTLP log records to log group {group} in {region}, one stream per worker")
 
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.sdk._logs import LoggerProvider
