@@ -244,11 +244,10 @@ def test_each_gunicorn_worker_ships_its_own_stream(app_server_factory, moto_logs
     assert streams == {f"backend-flask/{socket.gethostname()}/{pid}" for pid in workers}
 
 
-def test_construction_makes_no_aws_call_and_the_handlers_are_stock(cloudwatch_app, log_group):
+def test_the_handlers_are_stock(cloudwatch_app, log_group):
     with FaultyHTTPServer(mode="blackhole") as blackhole:
         app = cloudwatch_app(blackhole.url, log_group)
         handler = app.extensions["cruddur.cloudwatch"]
-        assert blackhole.request_count == 0  # the client is built and used on watchtower's thread
         assert isinstance(handler, logging.handlers.QueueHandler)
         assert type(handler.cloudwatch) is watchtower.CloudWatchLogHandler
         assert handler.listener.handlers == (handler.cloudwatch,)

@@ -3,7 +3,7 @@
 The request thread formats the line and queues it (`QueueHandler`); a `QueueListener` hands it to
 watchtower, which batches and sends on its own thread. The Backlog bounds what waits on the way
 (watchtower's queue is unbounded); botocore's events on watchtower's client settle it. The client,
-the group and the stream are made on watchtower's thread: never on a request or at startup.
+the group and the stream are made on a background thread: never on a request or in create_app.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def init_app(app: Flask) -> bool:
         log_group_name=group,
         log_stream_name=stream_name(config.service_name, "{process_id}"),
         send_interval=SEND_INTERVAL_SECONDS,
-        boto3_client=LazyClient(deliveries.build_client),
-        create_log_group=False,  # no AWS call here: Deliveries makes both on watchtower's thread
+        boto3_client=BackgroundClient(deliveries.build_client),
+        create_log_group=False,  # no AWS call here: Deliveries makes both on the client's thread
         create_log_stream=False,  # watchtower's drops lines, uncounted, while it makes one
     )
     handler = CloudWatchQueueHandler(cloudwatch, deliveries)
@@ -53,16 +53,21 @@ def init_app(app: Flask) -> bool:
     return True
 
 
-class LazyClient:
-    """The client `build()` makes, on first use (watchtower's thread: credentials may ask instance metadata)."""
+class BackgroundClient:
+    """The client `build()` makes, on a thread of its own while the worker starts (botocore's model
+    takes ~100 ms of GIL, and credentials may ask instance metadata); watchtower's first call waits."""
 
     def __init__(self, build):
         self._build, self._client, self._lock = build, None, threading.Lock()
+        threading.Thread(target=self.client, name="cloudwatch-client", daemon=True).start()
 
-    def __getattr__(self, name: str):
+    def client(self):
         with self._lock:
             self._client = self._client or self._build()
-        return getattr(self._client, name)
+        return self._client
+
+    def __getattr__(self, name: str):
+        return getattr(self.client(), name)
 
 
 class Deliveries:
