@@ -1,14 +1,14 @@
 """CloudWatch Logs through watchtower, against moto in server mode (read back through boto3).
 
 The fault cases use loopback stand-ins: a closed port (connection refused) and a server that accepts
-and never answers (blackhole). Each test removes and closes its handler so nothing leaks.
+and never answers (blackhole). Each test removes and shuts down its handler so nothing leaks.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
+import logging.handlers
 import os
 import socket
 import time
@@ -18,8 +18,9 @@ import pytest
 import watchtower
 
 from cruddur import create_app
-from cruddur.telemetry.cloudwatch.handler import BoundedCloudWatchHandler
-from cruddur.telemetry.core.status import IntegrationStatus
+from cruddur.telemetry import cloudwatch
+from cruddur.telemetry.cloudwatch import FLUSH_TIMEOUT_SECONDS
+from cruddur.telemetry.cloudwatch.api import SEND_INTERVAL_SECONDS, CloudWatchQueueHandler
 from tests.support.faulty_http import FaultyHTTPServer, closed_port
 from tests.support.moto_logs import FAKE_CREDENTIALS, REGION
 from tests.support.waiting import wait_for
@@ -63,7 +64,7 @@ def cloudwatch_app(config, aws_env):
 
 
 def cloudwatch_handlers():
-    return [h for h in logging.getLogger().handlers if isinstance(h, BoundedCloudWatchHandler)]
+    return [h for h in logging.getLogger().handlers if isinstance(h, CloudWatchQueueHandler)]
 
 
 def test_access_log_events_arrive_as_json_with_the_trace_id(cloudwatch_app, moto_logs, log_group):
@@ -107,7 +108,7 @@ def test_app_shutdown_delivers_queued_events_last(cloudwatch_app, moto_logs, log
     client = app.test_client()
     for _ in range(5):
         assert client.get("/api/activities/home").status_code == 200
-    flushes.run()  # what SIGTERM / interpreter exit runs; nothing was sent yet (5 s send interval)
+    flushes.run()  # what SIGTERM / interpreter exit runs; nothing was sent yet (2.5 s send interval)
 
     records = moto_logs.records(log_group)  # no waiting: shutdown returns after delivery
     assert len([r for r in records if r["logger"] == ACCESS]) == 5
@@ -124,49 +125,46 @@ def test_unreachable_endpoint_neither_blocks_startup_nor_requests(cloudwatch_app
         assert time.monotonic() - started < 2.0
         client = app.test_client()
         for _ in range(20):
+            started = time.monotonic()
             assert client.get("/api/activities/home").status_code == 200
+            assert time.monotonic() - started < 1.0
         handler = app.extensions["cruddur.cloudwatch"]
         status = app.extensions["cruddur.integrations"]["cloudwatch"]
+        assert not handler.flush(0.5)  # send now instead of after the interval
         if fault == "refused":
-            handler.flush(0.0)  # send now instead of after the interval
             wait_for(lambda: status.failed >= 1, timeout=20, message="the refused send was not counted")
-            assert status.dropped >= 20 and status.sent == 0
         else:
-            handler.flush(0.0)
             wait_for(lambda: blackhole.request_count >= 1, timeout=10, message="the sender never connected")
-            started = time.monotonic()
-            handler.shutdown(1.0)  # the sender is stuck in a read: give up and count
-            assert time.monotonic() - started < 5.0
-            assert status.dropped >= 20 and status.sent == 0
+        assert status.status()["queued"] >= 20
+        started = time.monotonic()
+        handler.shutdown(1.0)  # the sender is stuck in a read or a retry: give up and count
+        assert time.monotonic() - started < 1.5
+        assert status.dropped >= 20 and status.sent == 0 and status.status()["queued"] == 0
 
 
-def test_the_queue_is_bounded_and_drops_are_counted(aws_env, caplog):
+def test_the_backlog_is_bounded_and_drops_are_counted(cloudwatch_app, log_group, caplog, monkeypatch):
+    """Beyond CAPACITY lines not yet delivered (anywhere: our queue, watchtower's, the batch), new ones are dropped."""
+    monkeypatch.setattr(cloudwatch, "CAPACITY", 50)
     with FaultyHTTPServer(mode="blackhole") as blackhole:
-        aws_env(blackhole.url)
-        status = IntegrationStatus("cloudwatch", True, "test")
-        handler = BoundedCloudWatchHandler("cap-test", "backend-flask", status, capacity=50)
+        app = cloudwatch_app(blackhole.url, log_group)
+        handler = app.extensions["cruddur.cloudwatch"]
+        status = app.extensions["cruddur.integrations"]["cloudwatch"]
         logger = logging.getLogger("tests.cloudwatch.capacity")
-        logger.propagate = False
-        logger.addHandler(handler)
-        try:
-            logger.warning("first")
-            handler.flush(0.0)  # a FLUSH marker behind it in the queue
-            # The sender hangs on the blackholed endpoint preparing the log group, before any batch.
-            wait_for(lambda: blackhole.request_count >= 1, timeout=10, message="the sender never connected")
-            with caplog.at_level(logging.WARNING, logger="cruddur.telemetry.cloudwatch.api"):
-                for i in range(57):
-                    logger.warning("event %d", i)
-            assert status.status()["queued"] == 50  # "first", the marker and 48 of the 57
-            assert status.dropped == 9
-            full = [r for r in caplog.records if "queue is full" in r.getMessage()]
-            assert len(full) == 1  # rate-limited: one line, not nine
-            handler.shutdown(0.2)
-            assert status.dropped == 9 + 49  # everything accepted but never delivered is counted too
-            assert status.sent == 0
-        finally:
-            logger.removeHandler(handler)
-            logger.propagate = True
-            handler.close()
+        already = status.status()["queued"]  # the startup lines
+        for i in range(50 - already):
+            logger.warning("event %d", i)
+        handler.flush(0.0)
+        wait_for(lambda: blackhole.request_count >= 1, timeout=10, message="the sender never connected")
+        with caplog.at_level(logging.WARNING, logger="cruddur.telemetry.cloudwatch"):
+            for i in range(9):
+                logger.warning("over %d", i)
+        assert status.status()["queued"] == 50
+        assert status.dropped == 9
+        full = [r for r in caplog.records if "dropping log lines" in r.getMessage()]
+        assert len(full) == 1  # rate-limited: one line, not nine
+        handler.shutdown(0.2)
+        assert status.dropped == 9 + 50  # everything accepted but never delivered is counted too
+        assert status.sent == 0
 
 
 @pytest.fixture
@@ -183,7 +181,7 @@ def test_aws_sdk_and_own_records_are_never_shipped(cloudwatch_app, moto_logs, lo
     app = cloudwatch_app(moto_logs.endpoint, log_group)
     handler = app.extensions["cruddur.cloudwatch"]
     excluded = ["watchtower", "botocore.endpoint", "boto3.resources", "urllib3.connectionpool", "s3transfer"]
-    excluded.append("cruddur.telemetry.cloudwatch.api")
+    excluded += ["cruddur.telemetry.cloudwatch", "cruddur.telemetry.cloudwatch.api"]
     for name in excluded:
         logging.getLogger(name).warning("excluded-marker from %s", name)
     # A message of its own per run: the library rate limit is per process and per message text.
@@ -246,91 +244,56 @@ def test_each_gunicorn_worker_ships_its_own_stream(app_server_factory, moto_logs
     assert streams == {f"backend-flask/{socket.gethostname()}/{pid}" for pid in workers}
 
 
-# -- what this app relies on in watchtower (fails when a watchtower release changes it) ------------
-
-
-def test_every_watchtower_internal_we_rely_on_is_there_with_its_shape():
-    from cruddur.telemetry.cloudwatch.handler import WATCHTOWER_INTERNALS
-
-    base = watchtower.CloudWatchLogHandler
-    assert base.FLUSH != base.END and isinstance(base.FLUSH_TIMEOUT, int | float)
-    assert list(inspect.signature(base._dequeue_batch).parameters) == [
-        "self",
-        "my_queue",
-        "stream_name",
-        "send_interval",
-        "max_batch_size",
-        "max_batch_count",
-    ]
-    assert list(inspect.signature(base._submit_batch).parameters) == ["self", "batch", "log_stream_name", "max_retries"]
-    assert list(inspect.signature(base._get_stream_name).parameters) == ["self", "message"]
-    options = inspect.signature(base.__init__).parameters
-    assert {"send_interval", "max_batch_size", "max_batch_count", "boto3_client", "create_log_group"} <= set(options)
-    handler = base(boto3_client=object(), create_log_group=False)  # no AWS call without a log group to create
-    assert (handler.queues, handler.threads, handler.shutting_down, handler.creating_log_stream) == (
-        {},
-        [],
-        False,
-        False,
-    )
-    for entry in WATCHTOWER_INTERNALS:
-        for name in entry.removeprefix("CloudWatchLogHandler.").split("(")[0].split(" / "):
-            assert hasattr(handler, name), entry
-
-
-def test_construction_makes_no_aws_call_and_builds_no_client(aws_env):
-    aws_env(f"http://127.0.0.1:{closed_port()}")
-    status = IntegrationStatus("cloudwatch", True, "test")
-    handler = BoundedCloudWatchHandler("no-call", "backend-flask", status)
-    try:
-        assert handler._client._client is None  # built by the sender thread, on first use
-        assert handler.queues == {} and handler.threads == []
-    finally:
-        handler.shutdown(0)
-
-
-def test_one_queue_and_one_sender_per_process_and_lines_leave_without_a_flush(aws_env, moto_logs, log_group):
-    """watchtower's sender, not woken per record, still sends what is queued within two intervals."""
-    aws_env(moto_logs.endpoint)
-    status = IntegrationStatus("cloudwatch", True, "test")
-    handler = BoundedCloudWatchHandler(log_group, "backend-flask", status, send_interval=0.5)
-    logger = logging.getLogger("tests.cloudwatch.interval")
-    logger.propagate = False
-    logger.addHandler(handler)
-    try:
-        started = time.monotonic()
-        for i in range(30):
-            logger.warning("interval %d", i)
-        assert [type(q).__name__ for q in handler.queues.values()] == ["_BatchQueue"]
-        assert list(handler.queues) == [f"backend-flask/{socket.gethostname()}/{os.getpid()}"]
-        assert len(handler.threads) == 1
-        wait_for(lambda: status.sent == 30, timeout=10, message="the lines never left without a flush")
-        assert time.monotonic() - started < 2 * 0.5 + 3.0  # two intervals, and moto's first answers
-        assert len(moto_logs.records(log_group)) == 30
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = True
-        handler.shutdown(1)
-
-
-def test_close_without_the_apps_shutdown_is_bounded(aws_env):
-    """logging.shutdown() at exit calls close(): watchtower's waits FLUSH_TIMEOUT per queue, ours is short."""
+def test_the_handlers_are_stock(cloudwatch_app, log_group):
     with FaultyHTTPServer(mode="blackhole") as blackhole:
-        aws_env(blackhole.url)
-        status = IntegrationStatus("cloudwatch", True, "test")
-        handler = BoundedCloudWatchHandler("close-test", "backend-flask", status)
-        logger = logging.getLogger("tests.cloudwatch.close")
-        logger.propagate = False
-        logger.addHandler(handler)
-        try:
-            logger.warning("stuck")
-            wait_for(lambda: blackhole.request_count >= 1, timeout=10, message="the sender never connected")
-            started = time.monotonic()
-            handler.close()
-            assert time.monotonic() - started < BoundedCloudWatchHandler.FLUSH_TIMEOUT + 1.0
-        finally:
-            logger.removeHandler(handler)
-            logger.propagate = True
+        app = cloudwatch_app(blackhole.url, log_group)
+        handler = app.extensions["cruddur.cloudwatch"]
+        assert isinstance(handler, logging.handlers.QueueHandler)
+        assert type(handler.cloudwatch) is watchtower.CloudWatchLogHandler
+        assert handler.listener.handlers == (handler.cloudwatch,)
+
+
+def test_lines_leave_without_a_flush_within_the_send_interval(cloudwatch_app, moto_logs, log_group):
+    app = cloudwatch_app(moto_logs.endpoint, log_group)
+    status = app.extensions["cruddur.integrations"]["cloudwatch"]
+    logger = logging.getLogger("tests.cloudwatch.interval")
+    started = time.monotonic()
+    for i in range(30):
+        logger.warning("interval %d", i)
+    wait_for(lambda: status.sent >= 30, timeout=15, message="the lines never left without a flush")
+    assert time.monotonic() - started < SEND_INTERVAL_SECONDS + 5.0  # the interval, and moto's first answers
+    assert len([r for r in moto_logs.records(log_group) if r["message"].startswith("interval ")]) == 30
+
+
+def test_close_without_the_apps_shutdown_is_bounded(cloudwatch_app, log_group):
+    """logging.shutdown() at exit calls flush() and close(): both are bounded, whatever CloudWatch does."""
+    with FaultyHTTPServer(mode="blackhole") as blackhole:
+        app = cloudwatch_app(blackhole.url, log_group)
+        handler = app.extensions["cruddur.cloudwatch"]
+        logging.getLogger("tests.cloudwatch.close").warning("stuck")
+        handler.flush(0.0)
+        wait_for(lambda: blackhole.request_count >= 1, timeout=10, message="the sender never connected")
+        started = time.monotonic()
+        assert handler.flush() is False
+        handler.close()
+        handler.cloudwatch.flush()  # watchtower's own, which logging.shutdown() calls next: closed, returns
+        assert time.monotonic() - started < 2 * FLUSH_TIMEOUT_SECONDS + 1.0
+
+
+def test_rejected_events_are_counted_as_dropped(cloudwatch_app, moto_logs, log_group):
+    app = cloudwatch_app(moto_logs.endpoint, log_group)
+    handler = app.extensions["cruddur.cloudwatch"]
+    status = app.extensions["cruddur.integrations"]["cloudwatch"]
+    assert handler.flush(10)
+    before = status.status()
+    old = logging.LogRecord("tests.cloudwatch.old", logging.WARNING, __file__, 1, "from last month", None, None)
+    old.created = time.time() - 30 * 86400  # CloudWatch refuses events older than 14 days
+    logging.getLogger("tests.cloudwatch.old").handle(old)
+    logging.getLogger("tests.cloudwatch.old").warning("from now")
+    assert handler.flush(10)
+    after = status.status()
+    assert after["dropped"] - before["dropped"] == 1 and after["sent"] - before["sent"] >= 1
+    assert "from last month" not in [r["message"] for r in moto_logs.records(log_group)]
 
 
 def test_library_lines_are_rate_limited_in_cloudwatch_as_on_stdout(cloudwatch_app, moto_logs, log_group, capsys):
@@ -358,11 +321,10 @@ def test_a_stream_deleted_under_us_is_recreated_by_watchtower(cloudwatch_app, mo
     logger = logging.getLogger("tests.cloudwatch.recreate")
     logger.warning("before")
     assert handler.flush(10)
-    [stream] = handler.queues
+    stream = f"backend-flask/{socket.gethostname()}/{os.getpid()}"
     moto_logs.client().delete_log_stream(logGroupName=log_group, logStreamName=stream)
-    logger.warning("lost with the stream")
-    handler.flush(10)  # PutLogEvents: ResourceNotFoundException; watchtower creates the stream again
-    assert status.status()["dropped"] >= 1 and status.status()["failed"] >= 1
-    logger.warning("after")
+    logger.warning("not lost with the stream")
+    # PutLogEvents: ResourceNotFoundException; the stream is created again, watchtower's next attempt lands.
     assert handler.flush(10)
-    assert "after" in [r["message"] for r in moto_logs.records(log_group)]
+    assert status.status()["dropped"] == 0 and status.status()["failed"] == 1
+    assert "not lost with the stream" in [r["message"] for r in moto_logs.records(log_group)]

@@ -1,56 +1,157 @@
-"""CloudWatch Logs: the same JSON log lines as stdout, shipped by watchtower when CLOUDWATCH_LOG_GROUP is set.
+"""CloudWatch Logs through a stock `watchtower.CloudWatchLogHandler` (PutLogEvents).
 
-The handler lives in telemetry/cloudwatch_handler.py; it and boto3 are imported only when the
-integration is on.
+The request thread formats the line and queues it (`QueueHandler`); a `QueueListener` hands it to
+watchtower, which batches and sends on its own thread. The Backlog bounds what waits on the way
+(watchtower's queue is unbounded); botocore's events on watchtower's client settle it. The client,
+the group and the stream are made on a background thread: never on a request or in create_app.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import queue
+import threading
 import warnings
 
 from flask import Flask
 
-from ...config import Config
 from ..core.shutdown import on_shutdown
-from ..core.status import IntegrationStatus, announce, register
+from ..otel.aws import resolve
+from . import Backlog, ShippingHandler, create_destination, error_code, report, stream_name
 
-log = logging.getLogger(__name__)
-NAME = "cloudwatch"
+SEND_INTERVAL_SECONDS = 2.5  # watchtower sends a batch at least this often
+PUT_LOG_EVENTS = "cloudwatch-logs.PutLogEvents"  # botocore's event name for the call
 
 
 def init_app(app: Flask) -> bool:
-    """Ship every log line to CLOUDWATCH_LOG_GROUP when it is set. Returns whether it is on."""
-    config: Config = app.extensions["cruddur.config"]
+    """Ship every log line to CLOUDWATCH_LOG_GROUP through watchtower. Returns whether it is on."""
+    config = app.extensions["cruddur.config"]
     group = config.cloudwatch_log_group
-    region = _region(config) if group else None
-    if not group:
-        status = IntegrationStatus(NAME, False, "CLOUDWATCH_LOG_GROUP is not set")
-    elif not region:
-        status = IntegrationStatus(NAME, False, "CLOUDWATCH_LOG_GROUP is set but boto3 finds no region")
-    else:
-        status = IntegrationStatus(NAME, True, f"log group {group} in {region}, one stream per worker")
-    register(app, status)
-    if not status.enabled:
-        return announce(log, status)
+    _endpoint, region, why_not = resolve("logs", config.aws_region)
+    if not region:
+        return report(app, f"CLOUDWATCH_LOG_GROUP is set, but {why_not}", on=False).enabled
+    status = report(app, f"log group {group} in {region}, one stream per worker")
 
     import watchtower
 
-    from .handler import BoundedCloudWatchHandler
-
-    # watchtower reports each failed batch through `warnings`; the status counts them and the
-    # handler logs them, rate-limited.
+    # watchtower warns on every failed attempt; Deliveries counts them and logs them, rate-limited.
     warnings.filterwarnings("ignore", category=watchtower.WatchtowerWarning)
-    handler = BoundedCloudWatchHandler(group, config.service_name, status, region=region)
+    deliveries = Deliveries(Backlog(status), region, group, config.service_name)
+    cloudwatch = watchtower.CloudWatchLogHandler(
+        log_group_name=group,
+        log_stream_name=stream_name(config.service_name, "{process_id}"),
+        send_interval=SEND_INTERVAL_SECONDS,
+        boto3_client=BackgroundClient(deliveries.build_client),
+        create_log_group=False,  # no AWS call here: Deliveries makes both on the client's thread
+        create_log_stream=False,  # watchtower's drops lines, uncounted, while it makes one
+    )
+    handler = CloudWatchQueueHandler(cloudwatch, deliveries)
     logging.getLogger().addHandler(handler)
     app.extensions["cruddur.cloudwatch"] = handler
-    # Priority 90: logs go last, so the other integrations' shutdown lines are shipped too.
-    on_shutdown(app, priority=90, name=NAME, flush=handler.shutdown)
-    return announce(log, status)
+    on_shutdown(app, priority=90, name="cloudwatch", flush=handler.shutdown)  # last: ships the others' lines
+    return True
 
 
-def _region(config: Config) -> str | None:
-    """boto3's own resolution (AWS_DEFAULT_REGION, config files; no network), then AWS_REGION."""
-    import boto3
+class BackgroundClient:
+    """The client `build()` makes, on a thread of its own while the worker starts (botocore's model
+    takes ~100 ms of GIL, and credentials may ask instance metadata); watchtower's first call waits."""
 
-    return boto3.session.Session().region_name or config.aws_region or None
+    def __init__(self, build):
+        self._build, self._client, self._lock = build, None, threading.Lock()
+        threading.Thread(target=self.client, name="cloudwatch-client", daemon=True).start()
+
+    def client(self):
+        with self._lock:
+            self._client = self._client or self._build()
+        return self._client
+
+    def __getattr__(self, name: str):
+        return getattr(self.client(), name)
+
+
+class Deliveries:
+    """Settles the Backlog from PutLogEvents' botocore events; makes the group and stream."""
+
+    def __init__(self, backlog: Backlog, region: str, group: str, prefix: str):
+        self.backlog, self.region, self.group, self.prefix = backlog, region, group, prefix
+        self.client = None
+        self.batch: list | None = None  # the batch watchtower is sending, until it is accepted
+
+    def build_client(self):
+        import boto3
+        from botocore.config import Config
+
+        # Fail fast (a blackhole must not hold the sender for minutes); watchtower retries a batch itself.
+        timeouts = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 1})
+        self.client = boto3.session.Session(region_name=self.region).client("logs", config=timeouts)
+        self.client.meta.events.register(f"before-parameter-build.{PUT_LOG_EVENTS}", self.before_put)
+        self.client.meta.events.register(f"after-call.{PUT_LOG_EVENTS}", self.after_put)
+        self.client.meta.events.register(f"after-call-error.{PUT_LOG_EVENTS}", self.put_failed)
+        self.create_destination()
+        return self.client
+
+    def create_destination(self) -> None:
+        try:
+            create_destination(self.client, self.group, stream_name(self.prefix))
+        except Exception as error:  # PutLogEvents then fails as well, and tries again
+            self.failed(error_code(error), "creating the log stream")
+
+    def before_put(self, params: dict, **_) -> None:
+        """A new batch means watchtower gave up on the one before, after its retries."""
+        previous, self.batch = self.batch, params["logEvents"]
+        if previous is not None and previous is not self.batch:
+            self.backlog.settle(0, len(previous))
+
+    def after_put(self, http_response, parsed: dict, **_) -> None:
+        """Accepted (some refused as too old or too new), or failed with an AWS error."""
+        if http_response.status_code >= 300:
+            code = parsed.get("Error", {}).get("Code") or f"HTTP {http_response.status_code}"
+            self.failed(code, "PutLogEvents")
+            if code == "ResourceNotFoundException":  # deleted under us: watchtower's next attempt lands
+                self.create_destination()
+            return
+        batch, self.batch = self.batch or [], None
+        rejected = rejected_count(parsed.get("rejectedLogEventsInfo"), len(batch))
+        self.backlog.settle(len(batch) - rejected, rejected)
+
+    def put_failed(self, exception: BaseException, **_) -> None:
+        """No answer (refused, timed out): watchtower tries the batch again."""
+        self.failed(type(exception).__name__, "PutLogEvents")
+
+    def failed(self, kind: str, call: str) -> None:
+        self.backlog.status.record_error(kind)
+        self.backlog.warning.warn("CloudWatch Logs: %s for %s failed (%s)", call, self.group, kind)
+
+
+class CloudWatchQueueHandler(ShippingHandler, logging.handlers.QueueHandler):
+    """The root logger's handler: formats on the caller's thread, queues without blocking."""
+
+    def __init__(self, cloudwatch: logging.Handler, deliveries: Deliveries):
+        logging.handlers.QueueHandler.__init__(self, queue.Queue())  # bounded by the Backlog
+        self.setup(deliveries.backlog)
+        self.cloudwatch, self.deliveries = cloudwatch, deliveries
+        self.listener = logging.handlers.QueueListener(self.queue, cloudwatch)
+        self.listener.start()
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        """Queue the record, or count it as dropped when the Backlog is full."""
+        if self.backlog.admit():
+            self.queue.put_nowait(record)
+
+    def send_now(self) -> bool:
+        self.queue.join()  # the listener has handed everything to watchtower
+        self.cloudwatch.flush()  # watchtower sends its batch and waits for the answer
+        return self.deliveries.batch is None  # False: watchtower gave up on the last batch
+
+    def drain(self) -> None:
+        self.listener.stop()  # hands over everything queued, then ends
+        self.cloudwatch.close()  # watchtower sends the rest and stops
+
+
+def rejected_count(info: dict | None, total: int) -> int:
+    """How many events of a batch PutLogEvents refused (its indexes mark the refused ends)."""
+    info = info or {}
+    too_old = max(info.get("tooOldLogEventEndIndex", -1), info.get("expiredLogEventEndIndex", -1)) + 1
+    too_new = total - info["tooNewLogEventStartIndex"] if "tooNewLogEventStartIndex" in info else 0
+    return min(total, too_old + too_new)
