@@ -7,6 +7,7 @@ import logging
 from flask import Blueprint, abort, current_app
 
 from ...routes import config
+from . import EXTENSION
 
 bp = Blueprint("rollbar_test", __name__, url_prefix="/rollbar")
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ def only_outside_production():
 @bp.get("/test")
 def test_message():
     """Send Rollbar the warning "Hello World!"."""
-    reporter = current_app.extensions.get("cruddur.rollbar")
+    reporter = current_app.extensions.get(EXTENSION)
     if reporter is not None:
         reporter.report_message("Hello World!", "warning")
     return "Hello World!"
