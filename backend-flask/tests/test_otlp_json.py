@@ -1,23 +1,22 @@
-"""cruddur.telemetry.browser.otlp_json against protobuf's own JSON parser, the reference for the mapping.
+"""The relay's OTLP/JSON decoding (cruddur.telemetry.browser.spans) against the OTLP receiver stand-in.
 
-The OTLP receiver stand-in decodes OTLP/JSON with `json_format.ParseDict` after turning the hex
-ids into base64; on every valid document both must build the same message. Where OTLP/JSON is
-stricter than protobuf's mapping (hex ids, integer enums), only ours refuses.
+The stand-in decodes OTLP/JSON on its own (every hex id anywhere into base64, then protobuf's
+parser); on every valid document both must build the same message. Where OTLP/JSON is stricter
+than protobuf's mapping (hex ids, integer enums), the relay refuses.
 """
 
 from __future__ import annotations
 
 import base64
-import copy
 import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from cruddur.telemetry.browser import otlp_json
+from cruddur.telemetry.browser import spans as relay_spans
+from cruddur.telemetry.browser.spans import RejectedExport, decode_export
 from tests.support.browser_exports import json_document, json_span
 from tests.support.otlp_receiver import decode_request
 
@@ -28,7 +27,7 @@ def reference(document: dict) -> ExportTraceServiceRequest:
 
 
 def ours(document: dict) -> ExportTraceServiceRequest:
-    return otlp_json.parse(copy.deepcopy(document), ExportTraceServiceRequest)
+    return relay_spans.from_json(json.dumps(document).encode())
 
 
 # -- generated documents ---------------------------------------------------------------------------
@@ -162,7 +161,7 @@ def test_same_message_on_edge_cases(document):
     ],
 )
 def test_what_protobufs_parser_refuses_is_refused(document):
-    with pytest.raises(otlp_json.MalformedOTLP) as refused:
+    with pytest.raises(RejectedExport) as refused:
         ours(document)
     assert refused.value.code == "otlp_malformed"
     with pytest.raises(Exception):  # noqa: B017 - the reference refuses it too, whichever way it says so
@@ -180,7 +179,7 @@ def test_what_protobufs_parser_refuses_is_refused(document):
     ],
 )
 def test_stricter_than_protobufs_mapping_where_otlp_json_is(span, code):
-    with pytest.raises(otlp_json.MalformedOTLP) as refused:
+    with pytest.raises(RejectedExport) as refused:
         ours(json_document([span]))
     assert refused.value.code == code
 
@@ -190,29 +189,46 @@ def test_stricter_than_protobufs_mapping_where_otlp_json_is(span, code):
     [
         [],
         {"resourceSpans": [[]]},
-        {"resourceSpans": [{"resource": {"attributes": [{"key": "k", "value": {"bytesValue": "!!"}}]}}]},
+        {"resourceSpans": [{"scopeSpans": [{"spans": ["span"]}]}]},
+        {"resourceSpans": [{"scopeSpans": [{"spans": [json_span(status="ok")]}]}]},
         {"resourceSpans": [{"scopeSpans": [{"spans": [{**json_span(), "trace_id": "00" * 16}]}]}]},
     ],
-    ids=["array", "list-for-object", "not-base64", "field-in-both-spellings"],
+    ids=["array", "list-for-object", "string-for-span", "string-for-status", "id-in-both-spellings"],
 )
 def test_refused_where_protobufs_parser_is_lenient(document):
-    reference(document)  # protobuf's parser takes these (an empty list as a message, skips non-base64, last wins)
-    with pytest.raises(otlp_json.MalformedOTLP):
-        ours(document)
+    reference(document)  # protobuf's parser takes these (a list or a string as a message, last spelling wins)
+    with pytest.raises(RejectedExport):  # by the OTLP/JSON rules, or as a span or resource with nothing in it
+        decode_export(json.dumps(document).encode(), "application/json")
 
 
-def test_a_limit_stops_before_converting():
-    document = json_document([json_span()] * 5)
-    limits = {Span.DESCRIPTOR.full_name: 4}
-    with pytest.raises(otlp_json.TooMany):
-        otlp_json.parse(document, ExportTraceServiceRequest, limits)
-    assert len(otlp_json.parse(json_document([json_span()] * 4), ExportTraceServiceRequest, limits).resource_spans)
+def test_the_span_limit_stops_before_converting():
+    too_many = [json_span(traceId="not hex") for _ in range(relay_spans.MAX_SPANS + 1)]
+    with pytest.raises(RejectedExport) as refused:
+        ours(json_document(too_many))
+    assert refused.value.code == "otlp_too_many_spans"  # refused for the count, before any id is read
 
 
 def test_nesting_is_bounded():
     value: dict = {"stringValue": "x"}
-    for _ in range(otlp_json.MAX_DEPTH):
+    for _ in range(relay_spans.MAX_DEPTH):
         value = {"arrayValue": {"values": [value]}}
     document = {"resourceSpans": [{"resource": {"attributes": [{"key": "deep", "value": value}]}}]}
-    with pytest.raises(otlp_json.MalformedOTLP, match="deeply"):
+    with pytest.raises(RejectedExport, match="too deep"):
         ours(document)
+
+
+@pytest.mark.parametrize(
+    "trace_id",
+    [
+        "W47/95gDgQPSabYzgT/GDA==",  # base64
+        "ABCDEF0123456789abcdef",  # base64 without padding that is all hex digits: 11 bytes as hex
+        "5b 8e ff f7 98 03 81 03 d2 69 b6 33 81 3f c6 0c",  # hex with spaces (bytes.fromhex takes them)
+    ],
+)
+def test_the_relay_and_the_receiver_stand_in_refuse_what_is_not_a_hex_id(trace_id):
+    body = json.dumps(json_document([json_span(traceId=trace_id)])).encode()
+    with pytest.raises(Exception, match="hex"):
+        reference(json.loads(body))
+    with pytest.raises(RejectedExport) as refused:
+        decode_export(body, "application/json")
+    assert refused.value.code == "otlp_invalid_id"

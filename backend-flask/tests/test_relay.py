@@ -16,8 +16,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from cruddur import create_app
+from cruddur.clients import client_key
 from cruddur.config import Config
-from cruddur.rate_limit import ClientBuckets, client_key
+from cruddur.telemetry.browser import BYTE_BURST, BYTES_PER_SECOND, MAX_BODY_BYTES
+from cruddur.telemetry.browser.limits import ClientBuckets
 from cruddur.telemetry.browser.spans import MAX_ATTRIBUTES, MAX_SPANS, MAX_VALUE_BYTES
 from tests.support.browser_exports import (
     FRONTEND_RESOURCE,
@@ -342,8 +344,7 @@ def test_only_otlp_content_types(relay_app, content_type):
 def test_bodies_over_512_kib_are_refused(relay_app):
     client = relay_app.test_client()
     assert post(client, b"x" * (512 * 1024 + 1), PROTOBUF).status_code == 413
-    padded = export_json() + b" " * (512 * 1024 - len(export_json()))
-    assert post(client, padded).status_code == 204
+    assert post(client, padded_to(512 * 1024)).status_code == 204
 
 
 # -- rate limits per client -----------------------------------------------------------------------
@@ -401,6 +402,44 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(relay_c
     assert [via_proxy(f"198.51.100.{i}") for i in range(2, 12)] == [204] * 10
     logged = {r.remote_addr for r in caplog.records if r.name == "cruddur.access" and r.path == TRACES}
     assert logged == {f"198.51.100.{i}" for i in range(1, 12)}
+
+
+def padded_to(size: int) -> bytes:
+    """A valid frontend export, padded with JSON whitespace to `size` bytes."""
+    return export_json() + b" " * (size - len(export_json()))
+
+
+def test_a_client_sending_huge_exports_is_limited_by_bytes_one_sending_small_ones_at_its_rate_is_not(relay_app):
+    client = relay_app.test_client()
+    huge = padded_to(MAX_BODY_BYTES)
+    started = time.monotonic()
+    huge_sender, small_sender = [], []
+    for _ in range(8):  # the same request rate, well inside the request burst of 20
+        huge_sender.append(post(client, huge, remote_addr="198.51.100.1"))
+        small_sender.append(post(client, export_json(), remote_addr="198.51.100.2"))
+    assert [r.status_code for r in small_sender] == [204] * 8
+    statuses = [r.status_code for r in huge_sender]
+    budget = BYTE_BURST // MAX_BODY_BYTES  # 4 of the largest bodies
+    assert statuses[:budget] == [204] * budget and 429 in statuses, statuses
+    refill = math.ceil((time.monotonic() - started) * BYTES_PER_SECOND / MAX_BODY_BYTES)
+    assert statuses.count(204) <= budget + refill, statuses
+    limited = next(r for r in huge_sender if r.status_code == 429)
+    assert limited.json["errors"] == ["too_many_requests"]
+    assert 1 <= int(limited.headers["Retry-After"]) <= math.ceil(MAX_BODY_BYTES / BYTES_PER_SECOND)
+
+
+def test_a_request_refused_for_its_bytes_spends_a_request_but_no_bytes():
+    buckets = ClientBuckets(rate=0.001, burst=10)
+    assert buckets.take("a", 6) == 0
+    assert buckets.take("a", 6) > 0  # 4 left: refused, and nothing taken
+    assert buckets.take("a", 4) == 0
+    assert buckets.take("a", 1) > 0
+
+
+def test_a_cost_over_the_burst_costs_the_whole_burst():
+    buckets = ClientBuckets(rate=1, burst=10)
+    assert buckets.take("a", 50) == 0  # a full bucket lets it through
+    assert 9 < buckets.take("a", 50) <= 10  # then it waits for a full bucket again, not for 50 tokens
 
 
 def test_the_bucket_table_forgets_the_least_recently_seen_client():

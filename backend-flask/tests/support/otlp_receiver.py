@@ -25,6 +25,7 @@ Run alone (the frontend's e2e test reads the stream)::
 import argparse
 import base64
 import json
+import re
 import signal
 import sys
 import threading
@@ -99,14 +100,17 @@ def span_dict(span, resource, scope):
 
 
 def _ids_hex_to_base64(node):
-    """OTLP/JSON writes ids as hex; protobuf's JSON parser expects base64 for bytes fields."""
+    """OTLP/JSON writes ids as hex, never base64 (specification, "JSON Protobuf Encoding"), of their exact size.
+
+    protobuf's JSON parser expects base64 for bytes fields, so each id is turned into that first.
+    """
     if isinstance(node, dict):
         for key, value in node.items():
             if key in _ID_KEYS and isinstance(value, str):
-                try:
-                    node[key] = base64.b64encode(bytes.fromhex(value)).decode()
-                except ValueError as error:
-                    raise BadRequest(f"{key} is not hex: {value!r}") from error
+                size = 16 if key in ("traceId", "trace_id") else 8
+                if not (re.fullmatch(r"[0-9a-fA-F]*", value) and len(value) in (2 * size, 0)):
+                    raise BadRequest(f"{key} is not {size} bytes in hex: {value!r}")
+                node[key] = base64.b64encode(bytes.fromhex(value)).decode()
             else:
                 _ids_hex_to_base64(value)
     elif isinstance(node, list):

@@ -1,8 +1,7 @@
-"""The browser's OTLP relay: the frontend exports spans here and the backend forwards them.
+"""The browser's OTLP relay: the frontend exports spans here and the backend forwards them with the key.
 
-The browser never holds the Honeycomb key: the relay adds the configured OTLP headers
-server-side. A request is decoded and checked (browser_spans), then only queued (bounded); one
-thread per worker forwards the re-encoded protobuf request, never the bytes the client sent.
+Each client is limited in requests and bytes (limits.py); an export is decoded and checked (spans.py),
+queued (bounded), and forwarded by one thread per worker, encoded again: never the client's bytes.
 """
 
 from __future__ import annotations
@@ -13,51 +12,46 @@ import requests
 from flask import Flask
 
 from ...config import Config
-from ...rate_limit import ClientBuckets
 from ..core.delivery import BoundedSender, RetryLater, retry_after_seconds
 from ..core.shutdown import on_shutdown
 from ..core.status import IntegrationStatus, announce, register
+from .limits import ClientBuckets
 from .spans import decode_export, span_count
 
 log = logging.getLogger(__name__)
 NAME = "browser_relay"
+EXTENSION = "cruddur.relay"
 
 OTLP_CONTENT_TYPES = ("application/x-protobuf", "application/json")
 MAX_BODY_BYTES = 512 * 1024
 FORWARD_TIMEOUT = (2.0, 5.0)  # connect, read: a blackholed vendor costs the sender thread 7 s at most
+# Per client: 5 exports a second in bursts of 20, and 256 KiB a second in bursts of 2 MiB (four of the
+# largest bodies): a client sending the largest gets one through every 2 s; small ones never meet it.
+REQUESTS_PER_SECOND, REQUEST_BURST = 5, 20
+BYTES_PER_SECOND, BYTE_BURST = MAX_BODY_BYTES // 2, 4 * MAX_BODY_BYTES
 
 
 class Relay:
-    """Accepts the frontend's exports (checked by browser_spans) and forwards them to the OTLP endpoint."""
+    """Accepts the frontend's exports (checked by spans.py) and forwards them to the OTLP endpoint."""
 
     def __init__(self, config: Config, status: IntegrationStatus):
         self.url = config.traces_url
-        self.headers = dict(config.otlp_headers)
-        self.status = status
-        self.limits = ClientBuckets()
+        self.headers = {**config.otlp_headers, "Content-Type": "application/x-protobuf"}
+        self.requests = ClientBuckets(REQUESTS_PER_SECOND, REQUEST_BURST)
+        self.bytes = ClientBuckets(BYTES_PER_SECOND, BYTE_BURST)
         self.session = requests.Session() if self.url else None
         self.sender = BoundedSender("browser-relay", self._forward, status, log, max_queue=256) if self.url else None
 
-    @property
-    def enabled(self) -> bool:
-        """Whether batches go anywhere."""
-        return self.sender is not None
-
     def accept(self, body: bytes, content_type: str) -> bool:
-        """Decode and check an export (RejectedExport if it is not the frontend's), then queue it.
-
-        False when it is not queued: trace export is off, the queue is full, or it holds no span.
-        Exports are checked even when export is off, so a client sees the same answer either way.
-        """
+        """Check an export (RejectedExport if not the frontend's; even with export off) and queue it if it has spans."""
         request = decode_export(body, content_type)
         if self.sender is None or not span_count(request):
             return False
         return self.sender.submit(request.SerializeToString())
 
     def _forward(self, body: bytes) -> None:
-        """POST one checked export, encoded again as protobuf, to the OTLP endpoint."""
-        headers = {**self.headers, "Content-Type": "application/x-protobuf"}
-        response = self.session.post(self.url, data=body, headers=headers, timeout=FORWARD_TIMEOUT)
+        """POST one checked export to the OTLP endpoint (on the sender thread)."""
+        response = self.session.post(self.url, data=body, headers=self.headers, timeout=FORWARD_TIMEOUT)
         if response.status_code in (429, 503):
             raise RetryLater(retry_after_seconds(response.headers.get("Retry-After")), f"HTTP {response.status_code}")
         response.raise_for_status()
@@ -74,8 +68,7 @@ def init_app(app: Flask) -> bool:
     else:
         reason = "trace export is off: browser spans are accepted and dropped"
     status = IntegrationStatus(NAME, bool(config.traces_url), reason)
-    relay = Relay(config, status)
-    app.extensions["cruddur.relay"] = relay
+    relay = app.extensions[EXTENSION] = Relay(config, status)
     if relay.sender is not None:
         on_shutdown(app, 15, "browser-relay", relay.sender.flush)
     register(app, status)

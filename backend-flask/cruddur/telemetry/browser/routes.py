@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 from flask import Blueprint, abort, current_app, request
 from werkzeug.exceptions import TooManyRequests, UnsupportedMediaType
 
+from ...clients import client_address, client_key
 from ...errors import BadBody
-from ...rate_limit import client_key
 from ...routes import config
-from . import MAX_BODY_BYTES, OTLP_CONTENT_TYPES
+from . import EXTENSION, MAX_BODY_BYTES, OTLP_CONTENT_TYPES
 from .spans import RejectedExport
 
 bp = Blueprint("telemetry", __name__, url_prefix="/api/telemetry")
@@ -25,13 +27,20 @@ def browser_traces():
         unsupported = UnsupportedMediaType("Send OTLP uncompressed; the browser exporter never compresses.")
         unsupported.codes = ["unsupported_content_encoding"]
         raise unsupported
+    relay = current_app.extensions[EXTENSION]
+    client = client_key(client_address())
+    slow_down(relay.requests.take(client))  # before the body is read: a flood costs no read
     request.max_content_length = MAX_BODY_BYTES
-    relay = current_app.extensions["cruddur.relay"]
-    wait = relay.limits.take(client_key(request.remote_addr))
-    if wait:
-        raise TooManyRequests("Too many span exports; slow down.", retry_after=max(1, round(wait)))
+    body = request.get_data(cache=False)
+    slow_down(relay.bytes.take(client, len(body)))  # before it is decoded, the costly part
     try:
-        relay.accept(request.get_data(cache=False), request.mimetype)
+        relay.accept(body, request.mimetype)
     except RejectedExport as rejected:
         raise BadBody(rejected.message, [rejected.code]) from None
     return "", 204
+
+
+def slow_down(wait: float) -> None:
+    """Answer 429 with Retry-After when a limit says to wait."""
+    if wait:
+        raise TooManyRequests("Too many span exports; slow down.", retry_after=max(1, math.ceil(wait)))

@@ -1,49 +1,42 @@
-"""What the browser relay accepts: the frontend's OTLP trace exports, decoded, checked, re-encoded.
+"""What the browser relay accepts: the frontend's OTLP trace exports, decoded, checked, cleaned.
 
-Both OTLP/HTTP encodings are decoded into opentelemetry-proto's `ExportTraceServiceRequest`:
-protobuf as it is, OTLP/JSON by the OTLP/JSON rules (trace and span ids are hex strings, not the
-base64 of protobuf's JSON mapping; enum values are integers; 64-bit integers are strings or numbers).
-The request must then look like what the frontend's web SDK sends (`@opentelemetry/sdk-trace-web`
-with the document-load and fetch instrumentations): resource `service.name` `frontend-react-js`,
-spans of kind INTERNAL (page load) or CLIENT (fetch), bounded sizes. Resource attributes other
-than the browser's own are dropped, so no export can describe itself as another service or host.
-What is forwarded is this request encoded again as protobuf, never the client's bytes.
+Both encodings decode into opentelemetry-proto's `ExportTraceServiceRequest`; OTLP/JSON is protobuf's
+JSON mapping (`json_format`) except that ids are hex, not base64, and enums are integers only (OTLP
+specification, "JSON Protobuf Encoding"). The request must look like what the frontend's web SDK sends:
+resource `service.name` `frontend-react-js`, spans of kind INTERNAL (page load) or CLIENT (fetch),
+bounded sizes. Other resource attributes are dropped: no export can pass as another service or host.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from . import otlp_json
-
 FRONTEND_SERVICE_NAME = "frontend-react-js"
 ALLOWED_KINDS = frozenset({Span.SPAN_KIND_INTERNAL, Span.SPAN_KIND_CLIENT})
 MAX_SPANS = 512
 MAX_ATTRIBUTES = 64
 MAX_VALUE_BYTES = 4096  # one attribute value; also one attribute key, span name or event name
+MAX_DEPTH = 64  # nested JSON messages; OTLP's deepest legitimate nesting (a map in an array in a map) is far less
 # The resource attributes a browser SDK sets (the SDK's own and the browser detector's); any
 # other (service.namespace, host.*, cloud.*, k8s.*, deployment.*) is dropped before forwarding.
 BROWSER_RESOURCE_ATTRIBUTES = frozenset(
-    {
-        "service.name",
-        "telemetry.sdk.name",
-        "telemetry.sdk.language",
-        "telemetry.sdk.version",
-        "browser.brands",
-        "browser.platform",
-        "browser.mobile",
-        "browser.language",
-        "user_agent.original",
-    }
+    {"service.name", "telemetry.sdk.name", "telemetry.sdk.language", "telemetry.sdk.version", "user_agent.original"}
+    | {"browser.brands", "browser.platform", "browser.mobile", "browser.language"}
 )
-TRACE_ID_BYTES = 16
-SPAN_ID_BYTES = 8
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
+# OTLP/JSON's fields, each with its other spelling: hex ids (Span, Link) and integer-only enums (Span, Status).
+_HEX_IDS = {"traceId": "trace_id", "spanId": "span_id", "parentSpanId": "parent_span_id"}
+_HEX_IDS |= {snake: camel for camel, snake in _HEX_IDS.items()}
+_INTEGER_ENUMS = frozenset({"kind", "code"})
 
 
 class RejectedExport(ValueError):
@@ -57,7 +50,7 @@ class RejectedExport(ValueError):
 
 def decode_export(body: bytes, content_type: str) -> ExportTraceServiceRequest:
     """The checked, cleaned request from an OTLP body (`application/json` or protobuf); raises RejectedExport."""
-    request = _from_json(body) if content_type == "application/json" else _from_protobuf(body)
+    request = from_json(body) if content_type == "application/json" else from_protobuf(body)
     check(request)
     strip_resources(request)
     request.DiscardUnknownFields()  # fields this schema does not know are never forwarded
@@ -70,26 +63,64 @@ def span_count(request: ExportTraceServiceRequest) -> int:
 
 
 # -- decoding --------------------------------------------------------------------------------------
-def _from_protobuf(body: bytes) -> ExportTraceServiceRequest:
+def _malformed(message: str, code: str = "otlp_malformed") -> RejectedExport:
+    return RejectedExport(code, f"The body is not an OTLP export: {message}")
+
+
+def from_protobuf(body: bytes) -> ExportTraceServiceRequest:
+    """An OTLP/protobuf body."""
     request = ExportTraceServiceRequest()
     try:
         request.ParseFromString(body)
     except (DecodeError, RecursionError) as error:
-        raise RejectedExport("otlp_malformed", f"The body is not an OTLP protobuf export: {error}") from None
+        raise _malformed(str(error)) from None
     return request
 
 
-def _from_json(body: bytes) -> ExportTraceServiceRequest:
+def from_json(body: bytes) -> ExportTraceServiceRequest:
+    """An OTLP/JSON body: OTLP/JSON's own rules where its ids and enums appear, then protobuf's parser."""
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):
-        raise RejectedExport("otlp_malformed", "The body is not JSON.") from None
+        raise _malformed("not JSON") from None
+    if not isinstance(document, dict):
+        raise _malformed("an export is a JSON object")
+    _otlp_json(document, MAX_SPANS)
     try:
-        return otlp_json.parse(document, ExportTraceServiceRequest, limits={Span.DESCRIPTOR.full_name: MAX_SPANS})
-    except otlp_json.TooMany:
-        raise _too_many_spans() from None
-    except otlp_json.MalformedOTLP as error:
-        raise RejectedExport(error.code, f"The body is not an OTLP/JSON export: {error}") from None
+        return json_format.ParseDict(
+            document, ExportTraceServiceRequest(), ignore_unknown_fields=True, max_recursion_depth=MAX_DEPTH
+        )
+    except (json_format.ParseError, TypeError, ValueError, RecursionError) as error:
+        raise _malformed(str(error)) from None
+
+
+def _otlp_json(node, budget: int, depth: int = 0) -> int:
+    """Turn hex ids into the base64 protobuf's parser expects, check enums are integers, and count spans
+    against `budget` before reading them; what is left of the budget."""
+    if depth > 3 * MAX_DEPTH:  # a JSON object and list per message, and one more for a list's items
+        raise _malformed("nested too deeply")
+    if isinstance(node, list):
+        for item in node:
+            budget = _otlp_json(item, budget, depth + 1)
+    elif isinstance(node, dict):
+        if isinstance(spans := node.get("spans"), list):
+            if (budget := budget - len(spans)) < 0:
+                raise _too_many_spans()
+            if not all(isinstance(span, dict) for span in spans):
+                raise _malformed("a span is a JSON object")
+        for key, value in node.items():
+            if key in _HEX_IDS and value is not None:
+                if _HEX_IDS[key] in node:
+                    raise _malformed(f"{key} is given in both spellings")
+                if not (isinstance(value, str) and _HEX.fullmatch(value)):
+                    raise _malformed(f"{key} must be a hex string, not {value!r:.80}", "otlp_invalid_id")
+                node[key] = base64.b64encode(bytes.fromhex(value)).decode("ascii")
+            elif key in _INTEGER_ENUMS:
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                    raise _malformed(f"{key} must be an integer, not {value!r:.80}")
+            else:
+                budget = _otlp_json(value, budget, depth + 1)
+    return budget
 
 
 # -- the rules -------------------------------------------------------------------------------------
@@ -103,12 +134,11 @@ def check(request: ExportTraceServiceRequest) -> None:
         raise _too_many_spans()
     for resource_spans in request.resource_spans:
         _check_attributes(resource_spans.resource.attributes)
-        names = [kv.value for kv in resource_spans.resource.attributes if kv.key == "service.name"]
-        if (
-            len(names) != 1
-            or names[0].WhichOneof("value") != "string_value"
-            or (names[0].string_value != FRONTEND_SERVICE_NAME)
-        ):
+        # One service.name at most (no attribute twice); a value that is not a string reads as "".
+        service = next(
+            (kv.value.string_value for kv in resource_spans.resource.attributes if kv.key == "service.name"), None
+        )
+        if service != FRONTEND_SERVICE_NAME:
             raise RejectedExport("otlp_service_not_allowed", f"Only service.name {FRONTEND_SERVICE_NAME} is relayed.")
         for scope_spans in resource_spans.scope_spans:
             _check_attributes(scope_spans.scope.attributes)
@@ -117,10 +147,10 @@ def check(request: ExportTraceServiceRequest) -> None:
 
 
 def _check_span(span: Span) -> None:
-    _check_id(span.trace_id, TRACE_ID_BYTES, "trace_id")
-    _check_id(span.span_id, SPAN_ID_BYTES, "span_id")
+    _check_id(span.trace_id, 16, "trace_id")
+    _check_id(span.span_id, 8, "span_id")
     if span.parent_span_id:
-        _check_id(span.parent_span_id, SPAN_ID_BYTES, "parent_span_id")
+        _check_id(span.parent_span_id, 8, "parent_span_id")
     if span.kind not in ALLOWED_KINDS:
         raise RejectedExport("otlp_span_kind_not_allowed", "Browser spans are INTERNAL or CLIENT.")
     _check_name(span.name)
@@ -129,8 +159,8 @@ def _check_span(span: Span) -> None:
         _check_name(event.name)
         _check_attributes(event.attributes)
     for link in span.links:
-        _check_id(link.trace_id, TRACE_ID_BYTES, "link trace_id")
-        _check_id(link.span_id, SPAN_ID_BYTES, "link span_id")
+        _check_id(link.trace_id, 16, "link trace_id")
+        _check_id(link.span_id, 8, "link span_id")
         _check_attributes(link.attributes)
 
 
@@ -164,9 +194,7 @@ def _value_bytes(value: AnyValue) -> int:
         return len(value.string_value.encode("utf-8"))
     if which == "bytes_value":
         return len(value.bytes_value)
-    if which in ("array_value", "kvlist_value"):
-        return value.ByteSize()
-    return 0
+    return value.ByteSize() if which in ("array_value", "kvlist_value") else 0
 
 
 def strip_resources(request: ExportTraceServiceRequest) -> None:

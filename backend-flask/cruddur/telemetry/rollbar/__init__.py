@@ -1,7 +1,7 @@
 """Rollbar: unhandled exceptions and messages as Rollbar items, sent off the request path.
 
-The reporter lives in reporter.py; it and pyrollbar are imported only when the
-integration is on.
+The reporter (reporter.py) and pyrollbar are imported only when the integration is on; the
+/rollbar/test routes (routes.py) are there either way, outside production.
 """
 
 from __future__ import annotations
@@ -21,10 +21,7 @@ EXTENSION = "cruddur.rollbar"
 
 
 def init_app(app: Flask) -> bool:
-    """Report unhandled exceptions and `report_message` calls to Rollbar when a token is set.
-
-    The /rollbar/test routes are there either way (outside production), to try it.
-    """
+    """Report unhandled exceptions (Flask's `got_request_exception`) to Rollbar when a token is set."""
     from .routes import bp
 
     config: Config = app.extensions["cruddur.config"]
@@ -33,12 +30,12 @@ def init_app(app: Flask) -> bool:
         return disabled(app, NAME, "ROLLBAR_ACCESS_TOKEN is unset", log)
     from .reporter import RollbarReporter, configure_pyrollbar
 
-    status = IntegrationStatus(NAME, True, "ROLLBAR_ACCESS_TOKEN is set")
     configure_pyrollbar(config)
+    status = IntegrationStatus(NAME, True, "ROLLBAR_ACCESS_TOKEN is set")
     reporter = RollbarReporter(config, status)
     status.reason += f"; environment {reporter.environment}"
     app.extensions[EXTENSION] = reporter
-    # Weak by default: the connection lives as long as the app (and its reporter) does.
+    # A weak reference (blinker's default): the receiver lives as long as the app and its reporter.
     got_request_exception.connect(reporter.on_request_exception, app)
     from ...auth import user_identified
 

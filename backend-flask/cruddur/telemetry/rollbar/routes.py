@@ -8,6 +8,7 @@ from flask import Blueprint, abort, current_app
 
 from ...auth import identify
 from ...routes import config
+from . import EXTENSION
 
 bp = Blueprint("rollbar_test", __name__, url_prefix="/rollbar")
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ bp.before_request(identify)  # a signed-in caller's test items name them
 @bp.get("/test")
 def test_message():
     """Send Rollbar the warning "Hello World!"."""
-    reporter = current_app.extensions.get("cruddur.rollbar")
+    reporter = current_app.extensions.get(EXTENSION)
     if reporter is not None:
         reporter.report_message("Hello World!", "warning")
     return "Hello World!"
