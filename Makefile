@@ -40,8 +40,12 @@ run: setup
 test: setup setup-browser setup-postgres
 	@bin/test-all
 
+# The backend suite on every core (pytest-xdist, one worker per core; PYTEST_XDIST_AUTO_NUM_WORKERS
+# overrides), each test module whole on one worker; then the tests marked `serial`, which measure
+# time, alone. Both parts always run; the target fails if either did.
 test-backend: setup-backend setup-postgres
-	cd $(BACKEND) && .venv/bin/pytest
+	cd $(BACKEND) && { .venv/bin/pytest -n auto --dist loadscope -m "not serial"; parallel=$$?; \
+		.venv/bin/pytest -m serial; serial=$$?; exit $$(( parallel || serial )); }
 
 test-frontend: setup-frontend
 	cd $(FRONTEND) && npm test

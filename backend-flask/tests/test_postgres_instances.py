@@ -133,10 +133,9 @@ def stored(database_url, outcome, shared, before_shared):
     return sum(acknowledged.values()), duplicates, lost
 
 
-# After a restart each worker's pool reconnects on its own schedule: psycopg_pool retries a failed
-# connection attempt after a delay that doubles (1 s, 2 s, 4 s...), so a worker whose attempts
-# failed during the outage waits out its delay after the server is back, and its health check says
-# "unavailable" (it waits at most a second for a connection) until then.
+# After a restart each worker notices on its own (its probe tries a connection every 0.2 s); this
+# bound is loose, as it only says every worker serves again without a restart. How fast they do is
+# measured, with its own bounds, in test_postgres_fail_fast.py.
 RECOVERY_SECONDS = 20.0
 HEALTHY_IN_A_ROW = 8  # consecutive "ok" answers: the instance's 2 workers x 2 threads all answered
 

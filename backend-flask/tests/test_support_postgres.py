@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import psycopg
 
 from tests.support import postgres
-from tests.support.app_server import free_port
+from tests.support.app_server import BACKEND_DIR, free_port
 
 
 def test_test_database_url_wins_without_connecting():
@@ -46,3 +51,33 @@ def test_each_database_is_new_and_dropped(postgres_server):
 def test_a_password_in_the_url_is_set_on_its_user():
     url = postgres.with_password("postgresql://postgres@127.0.0.1:5432/db?sslmode=disable", "s3cret")
     assert url == "postgresql://postgres:s3cret@127.0.0.1:5432/db?sslmode=disable"
+
+
+def test_parallel_workers_share_one_throwaway_cluster_and_the_last_one_out_destroys_it(monkeypatch, tmp_path):
+    """Another process entering the same directory gets the same server; leaving, it keeps it running."""
+    monkeypatch.setattr(postgres, "DEFAULT_SERVER", f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
+    with postgres.shared_server(tmp_path, {}) as url:
+        assert postgres.answers(url) and url != postgres.DEFAULT_SERVER
+        other = subprocess.run(
+            [sys.executable, "-c", SHARED_SERVER_USER, str(tmp_path)],
+            cwd=BACKEND_DIR,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert other.stdout.strip() == url, other.stderr
+        assert postgres.answers(url), "still in use here"
+        root = Path(json.loads((tmp_path / "postgres.json").read_text())["root"])
+    assert not postgres.answers(url) and not root.exists() and not (tmp_path / "postgres.json").exists()
+
+
+# A second worker: the shared server's URL, found with nothing answering where it would be on its own.
+SHARED_SERVER_USER = """
+import sys
+from pathlib import Path
+from tests.support import postgres
+postgres.DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:1/postgres"
+with postgres.shared_server(Path(sys.argv[1]), {}) as url:
+    print(url)
+"""

@@ -17,7 +17,7 @@ from flask import Flask, current_app, g
 
 from ..config import Config
 from ..telemetry.core.shutdown import on_shutdown
-from .connection import Outage, PostgresConnections, SQLiteConnections
+from .connection import DatabaseDown, Outage, PostgresConnections, SQLiteConnections
 from .dialect import SQLITE, Database, connect_postgresql, connect_sqlite, in_transaction
 from .migrations import migrate
 from .queries import Store
@@ -37,7 +37,7 @@ def get_store(timeout: float | None = None) -> Store:
         try:
             conn = connections.get(timeout)
         except Exception as error:
-            if connections.database.is_unavailable(error):
+            if isinstance(error, DatabaseDown) or connections.database.is_unavailable(error):
                 raise outage.unavailable(error) from error
             raise
         if outage.down_since is not None:

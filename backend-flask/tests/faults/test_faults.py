@@ -12,7 +12,8 @@ import pytest
 from . import checks
 from .rig import FAULTS, HEALTHY, HTTP_INTEGRATIONS, INTEGRATIONS, MUST_BACK_UP, MUST_FAIL, run_faults
 
-pytestmark = pytest.mark.slow
+# serial: the latency and startup bounds hold on a machine that is not also running the rest of the suite.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 LOAD_SECONDS = 5.0
 RATE = 100.0  # requests/s over the 4 connections: steady load, about a third of what 2 workers serve here

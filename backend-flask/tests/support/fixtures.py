@@ -8,11 +8,13 @@
 - ``stand_ins``: all four stand-ins for a module's app server, with ``env`` pointing an app at them.
 - ``app_server_factory``: ``app_server_factory(env, workers=1, **kwargs)`` starts an ``AppServer``
   logging under the test's tmp_path; every server it started is stopped at teardown.
-- ``postgres_server``: the PostgreSQL server of the session (see tests/support/postgres.py);
+- ``postgres_server``: the PostgreSQL server of the session, shared by the workers of a parallel
+  run (see tests/support/postgres.py);
   ``postgres_url``: a new database on it for one test, dropped afterwards;
   ``postgres_cluster``: a private cluster on a random port that a test may stop and start.
 """
 
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -20,7 +22,7 @@ import pytest
 from tests.support.app_server import AppServer
 from tests.support.moto_logs import MotoLogs, unique_log_group
 from tests.support.otlp_receiver import OTLPReceiver
-from tests.support.postgres import PostgresCluster, create_database, drop_database, find_server
+from tests.support.postgres import PostgresCluster, create_database, drop_database, find_server, shared_server
 from tests.support.rollbar_receiver import RollbarReceiver
 from tests.support.xray_listener import XRayListener
 
@@ -102,8 +104,15 @@ def app_server_factory(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def postgres_server():
-    """Admin URL of the session's PostgreSQL server (a throwaway cluster if none is running)."""
+def postgres_server(tmp_path_factory):
+    """Admin URL of the session's PostgreSQL server (a throwaway cluster if none is running).
+
+    The workers of a pytest-xdist run share one: their temporary directories have one parent.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        with shared_server(tmp_path_factory.getbasetemp().parent / "postgres-server") as url:
+            yield url
+        return
     url, cluster = find_server()
     yield url
     if cluster is not None:

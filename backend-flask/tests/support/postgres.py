@@ -8,10 +8,13 @@ Where the server comes from, in this order:
 
 Tests never touch a database they did not create: ``create_database`` makes one with a unique name
 and ``drop_database`` drops it. Tests that stop and restart PostgreSQL use their own
-``PostgresCluster`` on a random port, never the shared server.
+``PostgresCluster`` on a random port, never the shared server. ``shared_server`` lets the processes
+of one parallel run (pytest-xdist workers) use one server: a throwaway cluster is started once.
 """
 
 import contextlib
+import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -84,15 +87,16 @@ class PostgresCluster:
     ``stop()`` and ``start()`` are real server shutdowns and starts (``pg_ctl``), for outage tests.
     """
 
-    def __init__(self):
-        """Configure; ``start`` (or ``with``) runs initdb the first time."""
+    def __init__(self, root: Path | None = None, port: int | None = None):
+        """Configure; ``start`` (or ``with``) runs initdb the first time. With ``root`` and ``port``:
+        the initialised cluster another process started there."""
         from tests.support.app_server import free_port
 
-        self.port = free_port()
-        self.root = Path(tempfile.mkdtemp(prefix="cruddur-pg-"))
+        self.port = port or free_port()
+        self.root = root or Path(tempfile.mkdtemp(prefix="cruddur-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
-        self._initialised = False
+        self._initialised = root is not None
 
     def _run(self, *args: str, timeout: float = 60) -> None:
         command = list(args)
@@ -149,3 +153,45 @@ def find_server(environ=os.environ):
         return DEFAULT_SERVER, None
     cluster = PostgresCluster().start()
     return cluster.url, cluster
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def shared_server(directory: Path, environ=os.environ):
+    """``find_server()``'s URL, shared by every process that passes the same ``directory``.
+
+    The first process finds the server or starts a throwaway cluster, under a file lock, and
+    records it with a count of its users; the last user to leave destroys the cluster.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    lock, state_file = directory / "postgres.lock", directory / "postgres.json"
+    with _locked(lock):
+        state = json.loads(state_file.read_text()) if state_file.exists() else None
+        if state is None:
+            url, cluster = find_server(environ)
+            state = {"url": url, "users": 0, "root": None, "port": None}
+            if cluster is not None:
+                state.update(root=str(cluster.root), port=cluster.port)
+        state["users"] += 1
+        state_file.write_text(json.dumps(state))
+    try:
+        yield state["url"]
+    finally:
+        with _locked(lock):
+            state = json.loads(state_file.read_text())
+            state["users"] -= 1
+            if state["users"] > 0:
+                state_file.write_text(json.dumps(state))
+            else:
+                state_file.unlink()
+                if state["root"]:
+                    PostgresCluster(Path(state["root"]), state["port"]).destroy()
