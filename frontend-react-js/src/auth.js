@@ -93,11 +93,18 @@ export function createAuth({ userPoolId, clientId, endpoint } = {}, { refreshMar
 
     /** Resolves `{ signedIn: true }`, or `{ confirm: true }` when the account still needs its code. */
     async signIn(username, password) {
-      const { isSignedIn, nextStep } = await signIn({
-        username,
-        password,
-        options: { authFlowType: 'USER_PASSWORD_AUTH' },
-      });
+      const input = { username, password, options: { authFlowType: 'USER_PASSWORD_AUTH' } };
+      let result;
+      try {
+        result = await signIn(input);
+      } catch (error) {
+        // Tokens that can no longer be refreshed are still stored: the app already shows "signed out",
+        // so forget them and sign in as asked.
+        if (error?.name !== 'UserAlreadyAuthenticatedException') throw error;
+        await signOut();
+        result = await signIn(input);
+      }
+      const { isSignedIn, nextStep } = result;
       if (isSignedIn) return { signedIn: true };
       if (nextStep?.signInStep === 'CONFIRM_SIGN_UP') return { confirm: true };
       throw new Error(`This account needs a sign-in step the app does not offer (${nextStep?.signInStep}).`);

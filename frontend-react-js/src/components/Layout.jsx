@@ -11,18 +11,18 @@ const LINKS = [
 function SessionLinks({ session }) {
   if (session.status === 'signedIn') {
     return (
-      <div className="session">
+      <nav className="session" aria-label="Account">
         <span className="handle">@{session.user.username}</span>
         <NavLink to="/signout">Sign out</NavLink>
-      </div>
+      </nav>
     );
   }
   if (session.status === 'signedOut') {
     return (
-      <div className="session">
+      <nav className="session" aria-label="Account">
         <NavLink to="/signin">Sign in</NavLink>
         <NavLink to="/signup">Sign up</NavLink>
-      </div>
+      </nav>
     );
   }
   return null;
