@@ -8,14 +8,14 @@ from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api_request, errors, logs, store
+from . import api_request, auth, errors, logs, store
 from .config import Config
 from .privacy import RedactQueryMiddleware
 from .routes import activities, health, messages, rollbar_test, telemetry
 
 log = logging.getLogger(__name__)
 
-CORS_ALLOW_HEADERS = ["content-type", "traceparent", "tracestate", "x-amzn-trace-id"]
+CORS_ALLOW_HEADERS = ["authorization", "content-type", "traceparent", "tracestate", "x-amzn-trace-id"]
 CORS_EXPOSE_HEADERS = ["traceresponse", "x-amzn-trace-id"]
 
 
@@ -31,6 +31,7 @@ def create_app(config: Config | None = None) -> Flask:
     api_request.init_app(app)
     errors.init_app(app)
     store.init_app(app, config)
+    auth.init_app(app)
     CORS(
         app,
         resources={r"/api/*": {"origins": [config.frontend_url, config.backend_url]}},

@@ -46,6 +46,10 @@ ENV_VARS = (
     "CLOUDWATCH_LOG_GROUP",
     "CRUDDUR_CLOUDWATCH_TRANSPORT",
     "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_COGNITO_USER_POOL_ID",
+    "AWS_COGNITO_USER_POOL_CLIENT_ID",
+    "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER",
     "ROLLBAR_ACCESS_TOKEN",
     "ROLLBAR_ENDPOINT",
     "ROLLBAR_ENVIRONMENT",
@@ -67,6 +71,12 @@ DEFAULT_GRACEFUL_TIMEOUT = 30
 # first, and the interpreter still has to exit.
 SHUTDOWN_MARGIN_FRACTION = 0.25
 SHUTDOWN_MARGIN_MIN_SECONDS = 2.0
+# Cognito's signing keys: how long one fetch may take (a request waits for it), how long a fetched
+# key set is used before it is fetched again, and how soon after a fetch an unknown `kid` may
+# trigger another (so a stream of made-up kids cannot make every request fetch).
+JWKS_TIMEOUT_SECONDS = 2.0
+JWKS_LIFESPAN_SECONDS = 300.0
+JWKS_REFETCH_COOLDOWN_SECONDS = 30.0
 
 
 def _code_version() -> str:
@@ -158,6 +168,15 @@ class Config:
     cloudwatch_transport: str = "api"
     aws_region: str = ""  # AWS_REGION, a fallback: boto3 itself reads only AWS_DEFAULT_REGION
 
+    # Sign-in (Cognito): on when the pool and the app client are both set
+    cognito_user_pool_id: str = ""
+    cognito_client_id: str = ""
+    cognito_endpoint: str = ""  # AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER: another (a local) endpoint
+    aws_default_region: str = ""
+    jwks_timeout: float = JWKS_TIMEOUT_SECONDS
+    jwks_lifespan: float = JWKS_LIFESPAN_SECONDS
+    jwks_refetch_cooldown: float = JWKS_REFETCH_COOLDOWN_SECONDS
+
     # Rollbar
     rollbar_access_token: str = ""
     rollbar_endpoint: str = ""
@@ -238,6 +257,10 @@ class Config:
             cloudwatch_log_group=get("CLOUDWATCH_LOG_GROUP"),
             cloudwatch_transport=cloudwatch_transport,
             aws_region=get("AWS_REGION"),
+            cognito_user_pool_id=get("AWS_COGNITO_USER_POOL_ID"),
+            cognito_client_id=get("AWS_COGNITO_USER_POOL_CLIENT_ID"),
+            cognito_endpoint=get("AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER").rstrip("/"),
+            aws_default_region=get("AWS_DEFAULT_REGION"),
             rollbar_access_token=get("ROLLBAR_ACCESS_TOKEN"),
             rollbar_endpoint=get("ROLLBAR_ENDPOINT"),
             rollbar_environment=get("ROLLBAR_ENVIRONMENT"),  # empty: CRUDDUR_ENV
@@ -247,6 +270,29 @@ class Config:
     def telemetry_on(self) -> bool:
         """Whether the app traces requests and may run integrations (CRUDDUR_TELEMETRY, default on)."""
         return self.telemetry != "off"
+
+    @property
+    def signin_on(self) -> bool:
+        """Whether Cognito access tokens decide who acts (the pool and the app client are both set)."""
+        return bool(self.cognito_user_pool_id and self.cognito_client_id)
+
+    @property
+    def cognito_region(self) -> str:
+        """The pool's region: AWS_DEFAULT_REGION, else AWS_REGION, else the pool id's prefix
+        (a Cognito pool id is `<region>_<id>`)."""
+        prefix, sep, _ = self.cognito_user_pool_id.partition("_")
+        return self.aws_default_region or self.aws_region or (prefix if sep else "")
+
+    @property
+    def cognito_issuer(self) -> str:
+        """The `iss` of the pool's tokens (the same with a local endpoint: it stands in for AWS)."""
+        return f"https://cognito-idp.{self.cognito_region}.amazonaws.com/{self.cognito_user_pool_id}"
+
+    @property
+    def cognito_jwks_url(self) -> str:
+        """Where the pool's signing keys are: the issuer's, or the other endpoint's."""
+        base = self.cognito_endpoint or f"https://cognito-idp.{self.cognito_region}.amazonaws.com"
+        return f"{base}/{self.cognito_user_pool_id}/.well-known/jwks.json"
 
     @property
     def traces_url(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,42 @@ class DatabaseUnavailable(ServiceUnavailable):
     def __init__(self, retry_after: int = 5):
         super().__init__(retry_after=retry_after)
         self.codes = ["database_unavailable"]
+
+
+class SignInRequired(Unauthorized):
+    """401 for a request that needs a user and carries no token (RFC 6750: no error code then)."""
+
+    description = "Sign in to do this: send Authorization: Bearer <access token>."
+    challenge = "Bearer"
+
+    def __init__(self):
+        super().__init__()
+        self.codes = ["sign_in_required"]
+
+    def get_headers(self, environ=None, scope=None):
+        """JSON, and the Bearer challenge (RFC 6750, section 3)."""
+        return [("Content-Type", "application/json"), ("WWW-Authenticate", self.challenge)]
+
+
+class InvalidToken(SignInRequired):
+    """401 for a token that is not a valid access token of the pool; never says why (or echoes it)."""
+
+    description = "The access token is invalid or expired: sign in again."
+    challenge = 'Bearer error="invalid_token"'
+
+    def __init__(self):
+        super().__init__()
+        self.codes = ["invalid_token"]
+
+
+class AuthUnavailable(ServiceUnavailable):
+    """503 while the pool's signing keys cannot be fetched and none is at hand to check the token."""
+
+    description = "Sign-in cannot be checked right now. Try again shortly."
+
+    def __init__(self, retry_after: int = 5):
+        super().__init__(retry_after=retry_after)
+        self.codes = ["auth_unavailable"]
 
 
 def error_code(exc: HTTPException) -> str:

@@ -134,6 +134,11 @@ def _start_timer() -> None:
     g.cruddur_started = time.perf_counter()
 
 
+def _remember_user(_app, handle: str, **_identity) -> None:
+    """`user_identified` receiver: the access log line names the request's user."""
+    g.cruddur_log_user = handle
+
+
 def _access_log(response):
     started = g.get("cruddur_started")
     duration_ms = round((time.perf_counter() - started) * 1000, 3) if started else None
@@ -152,6 +157,7 @@ def _access_log(response):
             "duration_ms": duration_ms,
             "remote_addr": request.remote_addr,
             "user_agent": request.user_agent.string,
+            "user": g.get("cruddur_log_user"),
         },
     )
     return response
@@ -159,6 +165,9 @@ def _access_log(response):
 
 def init_app(app: Flask) -> None:
     """Log every request once, at a level that follows its status."""
+    from .auth import user_identified
+
     configure()
+    user_identified.connect(_remember_user, app)
     app.before_request(_start_timer)
     app.after_request(_access_log)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, request
 
+from .. import auth
 from ..config import Config
 from ..errors import BadBody
 
@@ -14,8 +15,9 @@ def config() -> Config:
 
 
 def acting_handle() -> str:
-    """Who is posting: the configured acting user, never a field of the request."""
-    return config().user_handle
+    """Who acts: the signed-in user (or the configured one while sign-in is off), never a field of
+    the request; 401 or 503 when there is none."""
+    return auth.acting_user().handle
 
 
 def json_body() -> dict:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
+from ..auth import identify, signed_in
 from ..services import activities
 from ..store import get_store
 from . import acting_handle, json_body
 
 bp = Blueprint("activities", __name__, url_prefix="/api/activities")
+bp.before_request(identify)  # feeds are public; a signed-in reader is still named in the traces
 
 
 @bp.get("/home")
@@ -18,6 +20,7 @@ def home():
 
 
 @bp.get("/notifications")
+@signed_in
 def notifications():
     """Replies to and mentions of the acting user."""
     return jsonify(activities.notification_activities(get_store(), acting_handle()))
@@ -36,6 +39,7 @@ def search():
 
 
 @bp.post("")
+@signed_in
 def create():
     """Post a crud as the acting user."""
     return jsonify(activities.create_activity(get_store(), acting_handle(), json_body()))
@@ -48,6 +52,7 @@ def show(activity_uuid):
 
 
 @bp.post("/<uuid:activity_uuid>/reply")
+@signed_in
 def reply(activity_uuid):
     """Reply to a crud as the acting user."""
     body = json_body()

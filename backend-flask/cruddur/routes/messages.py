@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from ..auth import require_sign_in
 from ..services import messages
 from ..store import get_store
 from . import acting_handle, json_body
 
 bp = Blueprint("messages", __name__, url_prefix="/api")
+bp.before_request(require_sign_in)  # every conversation is private to its two members
 
 
 @bp.get("/message_groups")

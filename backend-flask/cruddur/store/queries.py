@@ -64,7 +64,9 @@ class Store:
         """The user with this handle, or None."""
         if _unstorable(handle):
             return None
-        return self._execute("SELECT uuid, handle, display_name FROM users WHERE handle = ?", (handle,)).fetchone()
+        return self._execute(
+            "SELECT uuid, handle, display_name, cognito_user_id FROM users WHERE handle = ?", (handle,)
+        ).fetchone()
 
     def users_by_handle(self, *handles: str) -> dict:
         """The users with these handles, by handle (one statement; a handle nobody has is missing)."""
@@ -90,6 +92,15 @@ class Store:
             "INSERT INTO users (uuid, handle, display_name, created_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (handle) DO NOTHING",
             (new_uuid(), handle, display_name, iso(now)),
+        )
+
+    def sign_in_user(self, handle: str, display_name: str, cognito_user_id: str, now: datetime) -> None:
+        """Record the Cognito user who signs in as `handle`, creating the user if there is none
+        (one statement: two first requests at once make one user)."""
+        self._execute(
+            "INSERT INTO users (uuid, handle, display_name, cognito_user_id, created_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (handle) DO UPDATE SET cognito_user_id = excluded.cognito_user_id",
+            (new_uuid(), handle, display_name, cognito_user_id, iso(now)),
         )
 
     # -- activities -----------------------------------------------------------------------------

@@ -34,6 +34,9 @@ def init_app(app: Flask) -> bool:
     app.extensions[EXTENSION] = reporter
     # Weak by default: the connection lives as long as the app (and its reporter) does.
     got_request_exception.connect(reporter.on_request_exception, app)
+    from ..auth import user_identified
+
+    user_identified.connect(reporter.on_user_identified, app)
     on_shutdown(app, priority=20, name=NAME, flush=reporter.flush)
     register(app, status)
     return announce(log, status)

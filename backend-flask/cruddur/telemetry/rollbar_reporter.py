@@ -27,7 +27,7 @@ import sys
 from urllib.parse import quote, urljoin, urlsplit
 
 import rollbar
-from flask import Flask, current_app, has_app_context, has_request_context, request
+from flask import Flask, current_app, g, has_app_context, has_request_context, request
 from rollbar.lib import defaultJSONEncode, events, transport
 from rollbar.lib.transforms import transform
 from rollbar.lib.transforms.scrub_redact import ScrubRedactTransform
@@ -150,7 +150,8 @@ class RollbarReporter:
         self.access_token = config.rollbar_access_token
         self.environment = config.rollbar_environment or config.env
         self.code_version = config.code_version
-        self.user_handle = config.user_handle
+        # While sign-in is off (development, test) every request acts as the configured user.
+        self.user_handle = None if config.signin_on or config.env == "production" else config.user_handle
         self.honeycomb_team = config.honeycomb_team
         self.honeycomb_environment = config.honeycomb_environment
         self.item_url = urljoin(config.rollbar_endpoint or rollbar.DEFAULT_ENDPOINT, "item/")
@@ -175,6 +176,10 @@ class RollbarReporter:
     def on_request_exception(self, sender: Flask, exception: BaseException, **extra) -> None:
         """`got_request_exception` receiver: report the unhandled exception of this request."""
         self.report_exception((type(exception), exception, exception.__traceback__))
+
+    def on_user_identified(self, _app: Flask, handle: str, cognito_user_id: str | None, **_identity) -> None:
+        """`user_identified` receiver: this request's items name its user (`person.id`: the Cognito `sub`)."""
+        g.cruddur_rollbar_person = {"id": cognito_user_id or handle, "username": handle}
 
     def _report(self, build, subject, level: str) -> bool:
         """Have pyrollbar build the item; the payload handler queues it. Returns whether it was queued."""
@@ -202,12 +207,14 @@ class RollbarReporter:
 
     def _item_data(self) -> dict:
         """This app's part of an item: settings, the acting user, route, trace ids (merged by pyrollbar)."""
-        data = {
-            "environment": self.environment,
-            "code_version": self.code_version,
-            # The acting user comes from configuration, never from anything the client sent.
-            "person": {"id": self.user_handle, "username": self.user_handle},
-        }
+        data = {"environment": self.environment, "code_version": self.code_version}
+        # The acting user comes from a verified token or from configuration, never from anything
+        # else the client sent.
+        person = g.get("cruddur_rollbar_person") if has_app_context() else None
+        if person is None and self.user_handle:
+            person = {"id": self.user_handle, "username": self.user_handle}
+        if person is not None:
+            data["person"] = person
         if has_request_context():
             rule = request.url_rule.rule if request.url_rule is not None else None
             data["request"] = {

@@ -358,6 +358,12 @@ def _instrument_flask(app: Flask, provider: TracerProvider, excluded_urls: str, 
     )
 
 
+def record_enduser(_app: Flask, handle: str, cognito_user_id: str | None, **_identity) -> None:
+    """`user_identified` receiver: the server span (the current span while a request is identified)
+    gets `enduser.id`, the Cognito `sub` (the handle while sign-in is off)."""
+    trace.get_current_span().set_attribute("enduser.id", cognito_user_id or handle)
+
+
 def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
     """Trace every request; export spans when configured. Returns whether export is on."""
     config: Config = app.extensions["cruddur.config"]
@@ -389,6 +395,9 @@ def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
     if not requests_instrumentor.is_instrumented_by_opentelemetry:
         requests_instrumentor.instrument(tracer_provider=provider)
 
+    from ..auth import user_identified
+
+    user_identified.connect(record_enduser, app)
     register(app, status)
     return announce(log, status)
 

@@ -278,6 +278,16 @@ class ContainedXRayMiddleware(XRayMiddleware):
             self.containment.failed("XRayMiddleware teardown_request", error)
 
 
+def _segment_user(recorder: AWSXRayRecorder):
+    def record(_app: Flask, handle: str, **_identity) -> None:
+        """`user_identified` receiver: the request's segment gets `user` (the handle)."""
+        segment = recorder.current_segment()
+        if segment is not None:
+            segment.set_user(handle)
+
+    return record
+
+
 def _sampling_rules(service_name: str) -> tuple[dict | None, str]:
     present = [path for path in DEFAULT_RULE_FILES if Path(path).is_file()]
     if not present:
@@ -338,6 +348,9 @@ def init_app(app: Flask) -> bool:
         provider.add_span_processor(processor, reads=reads)
     else:
         provider.add_span_processor(processor)
+    from ..auth import user_identified
+
+    user_identified.connect(containment.hook(_segment_user(recorder), "X-Ray segment user"), app, weak=False)
     app.extensions["cruddur.xray"] = recorder
     register(app, status)
     return announce(log, status)
