@@ -1,9 +1,11 @@
-// Browser tests: Debian's Chromium drives the built frontend against the real backend.
+// Browser tests: Debian's Chromium drives the built frontend against the real backend, signed in as the
+// seed user andrewbrown through the local Cognito user pool (sign-up and sign-out: signin.e2e.test.js).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
+import { signInThroughUi } from './support/session.js';
 import { CHROMIUM, CHROMIUM_ARGS, OUTPUT_DIR, progress, startStack, waitFor } from './support/stack.js';
 
 let stack;
@@ -30,6 +32,7 @@ describe('Cruddur in Chromium', () => {
     progress(`launching ${CHROMIUM}`);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
     page = await openPage();
+    await signInThroughUi(page, stack.frontendUrl, 'andrewbrown', stack.cognito.password);
   });
 
   after(async () => {
@@ -131,7 +134,7 @@ describe('Cruddur in Chromium', () => {
 
   test('home is usable at phone width', async () => {
     const phone = await openPage({ width: 375, height: 740 });
-    await phone.goto(`${stack.frontendUrl}/`);
+    await signInThroughUi(phone, stack.frontendUrl, 'andrewbrown', stack.cognito.password);
     await phone.getByText('Cloud is very fun!').waitFor();
     const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px at 375px`);
@@ -140,8 +143,9 @@ describe('Cruddur in Chromium', () => {
     await phone.context().close();
   });
 
-  test("the backend's request span is a child of the browser's fetch span", async () => {
+  test("the backend's request span is a child of the browser's fetch span, signed in", async () => {
     const traced = await openPage();
+    await signInThroughUi(traced, stack.frontendUrl, 'andrewbrown', stack.cognito.password);
     const relay = [];
     const isRelay = (request) => request.url().includes('/api/telemetry/v1/traces');
     traced.on('requestfinished', async (request) => {
@@ -153,7 +157,9 @@ describe('Cruddur in Chromium', () => {
     const homeRequest = traced.waitForRequest((r) => r.url().endsWith('/api/activities/home'));
     const homeResponse = traced.waitForResponse((r) => r.url().endsWith('/api/activities/home'));
     await traced.goto(`${stack.frontendUrl}/`);
-    const traceparent = (await (await homeRequest).allHeaders()).traceparent;
+    const requestHeaders = await (await homeRequest).allHeaders();
+    assert.match(requestHeaders.authorization ?? '', /^Bearer [\w-]+\.[\w-]+\.[\w-]+$/, 'the fetch carries the access token');
+    const traceparent = requestHeaders.traceparent;
     assert.match(traceparent ?? '', /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/, 'the API fetch carries a sampled traceparent');
     const [, traceId, browserSpanId] = traceparent.split('-');
     // X-Ray-compatible: the first 8 hex digits are the Unix time the browser started the trace.
