@@ -201,6 +201,11 @@ describe('Cruddur in Chromium', () => {
     const { browserSpan, backendSpan } = find();
     assert.equal(backendSpan.kind, 'SERVER');
     assert.equal(backendSpan.name, 'GET /api/activities/home');
+    // The signed-in reader is named by the token's `sub`; the token itself is in no span.
+    const claims = JSON.parse(Buffer.from(requestHeaders.authorization.split('.')[1], 'base64url').toString('utf8'));
+    assert.equal(backendSpan.attributes['enduser.id'], claims.sub);
+    const token = requestHeaders.authorization.slice('Bearer '.length);
+    assert.ok(!JSON.stringify(spans).includes(token.split('.')[2]), 'no span holds the access token');
     assert.equal(browserSpan.kind, 'CLIENT');
     // The relay forwards the browser's resource as it is, and the page load (INTERNAL spans) too.
     assert.deepEqual(browserSpan.resource, { 'service.name': 'frontend-react-js' });
@@ -219,11 +224,12 @@ describe('Cruddur in Chromium', () => {
     assert.equal(segment.id, backendSpan.span_id);
     assert.equal(segment.parent_id, browserSpanId);
     assert.equal(segment.http.response.status, 200);
+    assert.equal(segment.user, 'andrewbrown');
     // The response headers carry the decision; the access-log line carries both ids.
     assert.equal(responseHeaders.traceresponse, `00-${traceId}-${backendSpan.span_id}-01`);
     assert.equal(responseHeaders['x-amzn-trace-id'], `Root=${xrayTraceId};Sampled=1`);
     const access = stack.backend.accessLog.filter((r) => r.trace_id === traceId && r.path === '/api/activities/home');
-    assert.deepEqual(access.map((r) => [r.status, r.xray_trace_id]), [[200, xrayTraceId]]);
+    assert.deepEqual(access.map((r) => [r.status, r.xray_trace_id, r.user]), [[200, xrayTraceId, 'andrewbrown']]);
   });
 
   test('X-Ray got segments and not one document it would refuse', () => {
