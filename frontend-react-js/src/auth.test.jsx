@@ -74,6 +74,30 @@ describe('API calls and the access token', () => {
   });
 });
 
+describe("the backend's refusals", () => {
+  it('are sentences: sign in, sign in again, try again later', async () => {
+    backend = await startStandIn({
+      'POST /api/activities': () => [401, { errors: ['sign_in_required'] }],
+      'GET /api/message_groups': () => [401, { errors: ['invalid_token'] }],
+      'GET /api/activities/notifications': () => [503, { errors: ['auth_unavailable'] }],
+    });
+    const api = createApi(backend.url);
+    await expect(api.createActivity({ message: 'x', ttl: '1-hour' })).rejects.toMatchObject({
+      status: 401,
+      codes: ['sign_in_required'],
+      message: 'Sign in to do that.',
+    });
+    await expect(api.messageGroups()).rejects.toMatchObject({
+      status: 401,
+      message: 'Your sign-in is no longer valid: sign out and sign in again.',
+    });
+    await expect(api.notifications()).rejects.toMatchObject({
+      status: 503,
+      message: 'Sign-in is unavailable right now: please try again in a moment.',
+    });
+  });
+});
+
 describe('refreshing the access token', () => {
   it('sends a token with more than the margin left as it is, without asking Cognito', async () => {
     const auth = await startPool({ accessTokenSeconds: 3600 });
