@@ -155,7 +155,7 @@ describe('Cruddur in Chromium', () => {
       if (isRelay(request)) relay.push(`${request.method()} failed: ${request.failure()?.errorText}`);
     });
     const homeRequest = traced.waitForRequest((r) => r.url().endsWith('/api/activities/home'));
-    const homeResponse = traced.waitForResponse((r) => r.url().endsWith('/api/activities/home'));
+    const homeResponse = homeRequest.then((request) => request.response()); // this request's, not an earlier one's
     await traced.goto(`${stack.frontendUrl}/`);
     const requestHeaders = await (await homeRequest).allHeaders();
     assert.match(requestHeaders.authorization ?? '', /^Bearer [\w-]+\.[\w-]+\.[\w-]+$/, 'the fetch carries the access token');
@@ -201,6 +201,15 @@ describe('Cruddur in Chromium', () => {
     const { browserSpan, backendSpan } = find();
     assert.equal(backendSpan.kind, 'SERVER');
     assert.equal(backendSpan.name, 'GET /api/activities/home');
+    // ...down to the database: the query that read the feed is in the same trace, under the request.
+    const ancestry = (span) => {
+      const chain = [];
+      for (let s = span; s; s = spans.find((p) => p.trace_id === traceId && p.span_id === s.parent_span_id)) chain.push(s);
+      return chain;
+    };
+    const dbSpan = spans.find((s) => s.trace_id === traceId && s.attributes?.['db.system']);
+    assert.ok(dbSpan, `a database span in trace ${traceId}`);
+    assert.ok(ancestry(dbSpan).includes(backendSpan), 'the database span descends from the request span');
     // The signed-in reader is named by the token's `sub`; the token itself is in no span.
     const claims = JSON.parse(Buffer.from(requestHeaders.authorization.split('.')[1], 'base64url').toString('utf8'));
     assert.equal(backendSpan.attributes['enduser.id'], claims.sub);
