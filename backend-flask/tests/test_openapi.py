@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import uuid
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from referencing.jsonschema import DRAFT202012
 
 from cruddur import create_app
 from tests.support.browser_exports import export_json, export_protobuf
+from tests.support.cognito import bearer, signed_in_config, tokens
 
 OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi.yaml"
 DOCUMENT = yaml.safe_load(OPENAPI_PATH.read_text())
@@ -235,6 +237,13 @@ def test_real_responses_validate_and_every_documented_status_happens(app, config
     production = Recorder(create_app(config.replace(env="production")).test_client())
     production("GET", "/rollbar/test")
     production("GET", "/rollbar/test/exception")
+    # Production without Cognito: everything that needs a user is 401 (the token cases: test_auth.py).
+    production("GET", "/api/activities/notifications")
+    production("POST", "/api/activities", json={"message": "hi", "ttl": "1-hour"})
+    production("POST", "/api/activities/{activity_uuid}/reply", f"/api/activities/{uuid.uuid4()}/reply", json={})
+    production("GET", "/api/message_groups")
+    production("GET", "/api/messages/@{handle}", "/api/messages/@bayko")
+    production("POST", "/api/messages", json={"message": "hi", "user_receiver_handle": "worf"})
     seen = send.seen | production.seen
 
     documented = {
@@ -312,10 +321,11 @@ SCHEMATHESIS_CONFIG = {
         "status_code_conformance": {"enabled": True},
         "content_type_conformance": {"enabled": True},
         "response_schema_conformance": {"enabled": True},
-        # 413 is the right answer to a body over the limit, which is one way data can be invalid.
+        # 413 is the right answer to a body over the limit, which is one way data can be invalid;
+        # 401 to a request without its (or with a mangled) Authorization header.
         "negative_data_rejection": {
             "enabled": True,
-            "expected-statuses": [400, 403, 404, 405, 413, 415, 422, 429],
+            "expected-statuses": [400, 401, 403, 404, 405, 413, 415, 422, 429],
         },
         "unsupported_method": {"enabled": True},
         "allow_header_conformance": {"enabled": True},
@@ -344,20 +354,38 @@ API_SCHEMA = schemathesis.openapi.from_path(
 ).exclude(path="/rollbar/test/exception")  # its job is a 500 for Rollbar; covered by the real-response test
 
 
+@pytest.fixture
+def signed_in(config, cognito_pool):
+    """An app with sign-in on (the local Cognito pool) served on loopback, and bayko's Authorization
+    header. Over HTTP, so that schemathesis's probes without credentials reach the same app."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, create_app(signed_in_config(config, cognito_pool)), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", bearer(tokens(cognito_pool, "bayko")["AccessToken"])
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
 @pytest.mark.slow
 @API_SCHEMA.parametrize()
 @settings(max_examples=25, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
-def test_schemathesis_no_5xx_and_responses_conform(case, app):
-    case.call_and_validate(app=app)
+def test_schemathesis_no_5xx_and_responses_conform(case, signed_in):
+    base_url, headers = signed_in
+    case.call_and_validate(base_url=base_url, headers=headers)
 
 
 @pytest.mark.slow
-def test_schemathesis_stateful_links(app):
+def test_schemathesis_stateful_links(signed_in):
     """Follow the document's links (post -> show/reply -> show parent, message -> conversation)."""
+    base_url, headers = signed_in
 
     class Workflow(API_SCHEMA.as_state_machine()):
         def get_call_kwargs(self, case):
-            return {"app": app}
+            return {"base_url": base_url, "headers": headers}
 
     Workflow.run(
         settings=settings(

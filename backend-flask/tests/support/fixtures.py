@@ -4,6 +4,7 @@
   using ``xray_listener`` fails if the listener got a document X-Ray would refuse.
 - ``moto_logs``: one moto server for the session (starting moto is the slow part); isolate tests
   with ``log_group`` (a unique name per test).
+- ``cognito_pool``: the local Cognito pool (local_cognito.py) on the session's moto, with the seed users.
 - ``stand_ins``: all four stand-ins for a module's app server, with ``env`` pointing an app at them.
 - ``app_server_factory``: ``app_server_factory(env, workers=1, **kwargs)`` starts an ``AppServer``
   logging under the test's tmp_path; every server it started is stopped at teardown.
@@ -51,6 +52,14 @@ def moto_logs():
     """moto as the CloudWatch Logs endpoint, shared by the session."""
     with MotoLogs() as logs:
         yield logs
+
+
+@pytest.fixture(scope="session")
+def cognito_pool(moto_logs):
+    """The local user pool, app client and seed users (bin/local-cognito's), on the session's moto."""
+    from local_cognito import bootstrap
+
+    return bootstrap(moto_logs.moto_url)
 
 
 @pytest.fixture(scope="module")
