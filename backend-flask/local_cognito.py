@@ -104,6 +104,8 @@ def bootstrap(endpoint: str, region: str = REGION, password: str = SEED_PASSWORD
             ClientName=CLIENT_NAME,
             GenerateSecret=False,  # a browser app cannot keep a secret
             ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+            # What ID tokens carry, as a Cognito app client's defaults do (the app shows the name).
+            ReadAttributes=["email", "email_verified", "name"],
         )["UserPoolClient"]["ClientId"]
     for username, name in USERS:
         try:

@@ -241,17 +241,21 @@ def test_development_without_cognito_acts_as_the_configured_user_and_says_so(sql
     assert lines == ["sign-in is off (AWS_COGNITO_USER_POOL_ID unset): everyone acts as @garek"]
 
 
-def test_cors_allows_the_authorization_header(pool_client):
-    preflight = pool_client.options(
-        "/api/activities",
-        headers={
-            "Origin": "http://localhost:3000",
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type",
-        },
-    )
-    allowed = {h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
-    assert {"authorization", "content-type"} <= allowed
+def test_cors_preflights_pass_and_allow_the_authorization_header(pool_client):
+    """Browsers send a preflight without credentials before every signed-in call: it must succeed."""
+    for method, path, _body in USER_ROUTES:
+        preflight = pool_client.options(
+            path,
+            headers={
+                "Origin": "http://localhost:3000",
+                "Access-Control-Request-Method": method,
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+        assert preflight.status_code == 200, path
+        assert preflight.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+        allowed = {h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
+        assert {"authorization", "content-type"} <= allowed, path
 
 
 # -- tokens of our own, one fault each -------------------------------------------------------------

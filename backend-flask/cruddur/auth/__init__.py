@@ -109,15 +109,18 @@ def _identified(user: ActingUser) -> None:
 
 def identify() -> None:
     """before_request of public routes: name the user when the request carries a valid token."""
-    if current_app.extensions.get(EXTENSION) is None or _bearer_token() is None:
+    if current_app.extensions.get(EXTENSION) is None or request.method == "OPTIONS" or _bearer_token() is None:
         return
     with contextlib.suppress(SignInRequired, AuthUnavailable):  # a public route answers whoever asks
         _verified()
 
 
 def require_sign_in() -> None:
-    """before_request of routes that need a user: 401 or 503 unless there is one."""
-    acting_user()
+    """before_request of routes that need a user: 401 or 503 unless there is one. A CORS preflight
+    (OPTIONS) passes: browsers never send credentials with one, and it must succeed for the real
+    request to be sent."""
+    if request.method != "OPTIONS":
+        acting_user()
 
 
 def signed_in(view):
