@@ -12,6 +12,8 @@ import { startCognitoStandIn } from './test/cognitoStandIn.js';
 import { activity, startStandIn } from './test/standIn.js';
 
 const PASSWORD = 'Dev-password-1';
+// No pause between keystrokes: these tests type whole forms.
+const user = userEvent.setup({ delay: null });
 let cognito;
 let backend;
 
@@ -98,7 +100,7 @@ describe("the backend's refusals", () => {
   });
 });
 
-describe('refreshing the access token', () => {
+describe('refreshing the access token', { timeout: 20_000 }, () => {
   it('sends a token with more than the margin left as it is, without asking Cognito', async () => {
     const auth = await startPool({ accessTokenSeconds: 3600 });
     await auth.signIn('andrewbrown', PASSWORD);
@@ -157,7 +159,7 @@ function renderApp(path, auth) {
 
 const main = () => within(screen.getByRole('navigation', { name: 'Main' }));
 
-describe('what the UI offers', () => {
+describe('what the UI offers', { timeout: 20_000 }, () => {
   it('signed out: the feed, but no composer, messages or notifications, and nothing fetched for them', async () => {
     const auth = await startPool();
     await startBackend();
@@ -170,16 +172,16 @@ describe('what the UI offers', () => {
     const sidebar = within(screen.getByRole('navigation', { name: 'Account' }));
     expect(sidebar.getByRole('link', { name: 'Sign up' })).toBeInTheDocument();
 
-    await userEvent.click(sidebar.getByRole('link', { name: 'Sign in' }));
-    await userEvent.type(screen.getByLabelText('Username'), 'andrewbrown');
-    await userEvent.type(screen.getByLabelText('Password'), PASSWORD);
-    await userEvent.click(screen.getByRole('button', { name: 'Sign in' }));
+    await user.click(sidebar.getByRole('link', { name: 'Sign in' }));
+    await user.type(screen.getByLabelText('Username'), 'andrewbrown');
+    await user.type(screen.getByLabelText('Password'), PASSWORD);
+    await user.click(screen.getByRole('button', { name: 'Sign in' }));
 
     expect(await screen.findByLabelText('New crud')).toBeInTheDocument();
     expect(main().getByRole('link', { name: 'Messages' })).toBeInTheDocument();
     expect(screen.getByText('@andrewbrown')).toBeInTheDocument();
-    await userEvent.type(screen.getByLabelText('New crud'), 'Signed in');
-    await userEvent.click(screen.getByRole('button', { name: 'Crud' }));
+    await user.type(screen.getByLabelText('New crud'), 'Signed in');
+    await user.click(screen.getByRole('button', { name: 'Crud' }));
     await waitFor(() => expect(backend.requests.filter((r) => r.method === 'POST')).toHaveLength(1));
     const post = backend.requests.find((r) => r.method === 'POST');
     expect(authorizationOf(post)).toBe(`Bearer ${cognito.issued[0]}`);
@@ -211,25 +213,25 @@ describe('what the UI offers', () => {
     const auth = await startPool();
     await startBackend();
     renderApp('/signup', auth);
-    await userEvent.type(await screen.findByLabelText('Name'), 'Ezri Dax');
-    await userEvent.type(screen.getByLabelText('Email'), 'ezri@cruddur.invalid');
-    await userEvent.type(screen.getByLabelText('Username'), 'ezri');
-    await userEvent.type(screen.getByLabelText('Password'), PASSWORD);
-    await userEvent.click(screen.getByRole('button', { name: 'Sign up' }));
+    await user.type(await screen.findByLabelText('Name'), 'Ezri Dax');
+    await user.type(screen.getByLabelText('Email'), 'ezri@cruddur.invalid');
+    await user.type(screen.getByLabelText('Username'), 'ezri');
+    await user.type(screen.getByLabelText('Password'), PASSWORD);
+    await user.click(screen.getByRole('button', { name: 'Sign up' }));
 
     expect(await screen.findByText('Enter the code sent to e***@c***.')).toBeInTheDocument();
     expect(screen.getByLabelText('Username')).toHaveValue('ezri');
-    await userEvent.type(screen.getByLabelText('Confirmation code'), '000000');
-    await userEvent.click(screen.getByRole('button', { name: 'Confirm' }));
+    await user.type(screen.getByLabelText('Confirmation code'), '000000');
+    await user.click(screen.getByRole('button', { name: 'Confirm' }));
     expect(await screen.findByRole('alert')).toHaveTextContent('That confirmation code is wrong');
 
-    await userEvent.clear(screen.getByLabelText('Confirmation code'));
-    await userEvent.type(screen.getByLabelText('Confirmation code'), cognito.confirmationCode);
-    await userEvent.click(screen.getByRole('button', { name: 'Confirm' }));
+    await user.clear(screen.getByLabelText('Confirmation code'));
+    await user.type(screen.getByLabelText('Confirmation code'), cognito.confirmationCode);
+    await user.click(screen.getByRole('button', { name: 'Confirm' }));
     expect(await screen.findByText('Your account is confirmed: sign in with your password.')).toBeInTheDocument();
     expect(screen.getByLabelText('Username')).toHaveValue('ezri');
-    await userEvent.type(screen.getByLabelText('Password'), PASSWORD);
-    await userEvent.click(screen.getByRole('button', { name: 'Sign in' }));
+    await user.type(screen.getByLabelText('Password'), PASSWORD);
+    await user.click(screen.getByRole('button', { name: 'Sign in' }));
     expect(await screen.findByLabelText('New crud')).toBeInTheDocument();
     expect(screen.getByText('@ezri')).toBeInTheDocument();
     expect(cognito.actions()).toEqual(['SignUp', 'ConfirmSignUp', 'ConfirmSignUp', 'InitiateAuth']);
