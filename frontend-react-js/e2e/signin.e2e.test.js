@@ -8,6 +8,8 @@
 // - moto does not implement RevokeToken, so sign-out here proves only that the browser forgets the
 //   tokens; against Cognito, Amplify also revokes the refresh token.
 // - moto signs every pool's tokens with one key pair; Cognito has keys per pool.
+// - moto has no GetTokensFromRefreshToken, the call Amplify refreshes with, so no refresh happens here
+//   (its tokens last an hour); src/auth.test.jsx checks the refresh against a Cognito stand-in.
 // What moto checks as Cognito does, and these tests rely on: the password against the pool's policy at
 // sign-up and against the account at sign-in (USER_PASSWORD_AUTH), an unconfirmed account cannot sign
 // in, a taken username is refused, and the access token's claims (iss, client_id, token_use, username).
