@@ -97,6 +97,10 @@ describe('Sign-in in Chromium', () => {
 
   test('a new person signs up, confirms, signs in, posts under their name, and signs out', async () => {
     const page = await openPage();
+    const toCognito = [];
+    page.on('request', (request) => {
+      if (request.url().startsWith(stack.cognito.endpoint)) toCognito.push(request.headers());
+    });
     await page.goto(`${stack.frontendUrl}/`);
     await page.getByRole('link', { name: 'Sign up' }).click();
     await page.waitForURL(`${stack.frontendUrl}/signup`);
@@ -166,6 +170,9 @@ describe('Sign-in in Chromium', () => {
     assert.equal(await page.getByLabel('New crud', { exact: true }).count(), 0, 'no composer after signing out');
     const stored = await page.evaluate(() => Object.keys(localStorage).filter((key) => key.includes('Token')));
     assert.deepEqual(stored, [], 'no token left in the browser');
+    // The trace context goes to our backend only, never to Cognito.
+    assert.ok(toCognito.length >= 4, `sign-up, confirm and sign-in went to Cognito: ${toCognito.length}`);
+    assert.ok(toCognito.every((headers) => !('traceparent' in headers)), 'no traceparent sent to Cognito');
     await page.context().close();
   });
 
