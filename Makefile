@@ -53,8 +53,9 @@ test-frontend: setup-frontend
 test-e2e: setup setup-browser
 	cd $(FRONTEND) && npm run e2e
 
-lint: setup-backend
+lint: setup-backend setup-frontend
 	cd $(BACKEND) && .venv/bin/ruff check . ../aws && .venv/bin/ruff format --check . ../aws
+	cd $(FRONTEND) && npm run lint
 
 format: setup-backend
 	cd $(BACKEND) && .venv/bin/ruff format . && .venv/bin/ruff check --fix .

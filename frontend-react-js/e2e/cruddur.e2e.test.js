@@ -1,9 +1,11 @@
-// Browser tests: Debian's Chromium drives the built frontend against the real backend.
+// Browser tests: Debian's Chromium drives the built frontend against the real backend, signed in as the
+// seed user andrewbrown through the local Cognito user pool (sign-up and sign-out: signin.e2e.test.js).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
+import { signInThroughUi } from './support/session.js';
 import { CHROMIUM, CHROMIUM_ARGS, OUTPUT_DIR, progress, startStack, waitFor } from './support/stack.js';
 
 let stack;
@@ -30,6 +32,7 @@ describe('Cruddur in Chromium', () => {
     progress(`launching ${CHROMIUM}`);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
     page = await openPage();
+    await signInThroughUi(page, stack.frontendUrl, 'andrewbrown', stack.cognito.password);
   });
 
   after(async () => {
@@ -131,7 +134,7 @@ describe('Cruddur in Chromium', () => {
 
   test('home is usable at phone width', async () => {
     const phone = await openPage({ width: 375, height: 740 });
-    await phone.goto(`${stack.frontendUrl}/`);
+    await signInThroughUi(phone, stack.frontendUrl, 'andrewbrown', stack.cognito.password);
     await phone.getByText('Cloud is very fun!').waitFor();
     const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px at 375px`);
@@ -140,8 +143,9 @@ describe('Cruddur in Chromium', () => {
     await phone.context().close();
   });
 
-  test("the backend's request span is a child of the browser's fetch span", async () => {
+  test("the backend's request span is a child of the browser's fetch span, signed in", async () => {
     const traced = await openPage();
+    await signInThroughUi(traced, stack.frontendUrl, 'andrewbrown', stack.cognito.password);
     const relay = [];
     const isRelay = (request) => request.url().includes('/api/telemetry/v1/traces');
     traced.on('requestfinished', async (request) => {
@@ -151,9 +155,11 @@ describe('Cruddur in Chromium', () => {
       if (isRelay(request)) relay.push(`${request.method()} failed: ${request.failure()?.errorText}`);
     });
     const homeRequest = traced.waitForRequest((r) => r.url().endsWith('/api/activities/home'));
-    const homeResponse = traced.waitForResponse((r) => r.url().endsWith('/api/activities/home'));
+    const homeResponse = homeRequest.then((request) => request.response()); // this request's, not an earlier one's
     await traced.goto(`${stack.frontendUrl}/`);
-    const traceparent = (await (await homeRequest).allHeaders()).traceparent;
+    const requestHeaders = await (await homeRequest).allHeaders();
+    assert.match(requestHeaders.authorization ?? '', /^Bearer [\w-]+\.[\w-]+\.[\w-]+$/, 'the fetch carries the access token');
+    const traceparent = requestHeaders.traceparent;
     assert.match(traceparent ?? '', /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/, 'the API fetch carries a sampled traceparent');
     const [, traceId, browserSpanId] = traceparent.split('-');
     // X-Ray-compatible: the first 8 hex digits are the Unix time the browser started the trace.
@@ -195,6 +201,20 @@ describe('Cruddur in Chromium', () => {
     const { browserSpan, backendSpan } = find();
     assert.equal(backendSpan.kind, 'SERVER');
     assert.equal(backendSpan.name, 'GET /api/activities/home');
+    // ...down to the database: the query that read the feed is in the same trace, under the request.
+    const ancestry = (span) => {
+      const chain = [];
+      for (let s = span; s; s = spans.find((p) => p.trace_id === traceId && p.span_id === s.parent_span_id)) chain.push(s);
+      return chain;
+    };
+    const dbSpan = spans.find((s) => s.trace_id === traceId && s.attributes?.['db.system']);
+    assert.ok(dbSpan, `a database span in trace ${traceId}`);
+    assert.ok(ancestry(dbSpan).includes(backendSpan), 'the database span descends from the request span');
+    // The signed-in reader is named by the token's `sub`; the token itself is in no span.
+    const claims = JSON.parse(Buffer.from(requestHeaders.authorization.split('.')[1], 'base64url').toString('utf8'));
+    assert.equal(backendSpan.attributes['enduser.id'], claims.sub);
+    const token = requestHeaders.authorization.slice('Bearer '.length);
+    assert.ok(!JSON.stringify(spans).includes(token.split('.')[2]), 'no span holds the access token');
     assert.equal(browserSpan.kind, 'CLIENT');
     // The relay forwards the browser's resource as it is, and the page load (INTERNAL spans) too.
     assert.deepEqual(browserSpan.resource, { 'service.name': 'frontend-react-js' });
@@ -213,11 +233,12 @@ describe('Cruddur in Chromium', () => {
     assert.equal(segment.id, backendSpan.span_id);
     assert.equal(segment.parent_id, browserSpanId);
     assert.equal(segment.http.response.status, 200);
+    assert.equal(segment.user, 'andrewbrown');
     // The response headers carry the decision; the access-log line carries both ids.
     assert.equal(responseHeaders.traceresponse, `00-${traceId}-${backendSpan.span_id}-01`);
     assert.equal(responseHeaders['x-amzn-trace-id'], `Root=${xrayTraceId};Sampled=1`);
     const access = stack.backend.accessLog.filter((r) => r.trace_id === traceId && r.path === '/api/activities/home');
-    assert.deepEqual(access.map((r) => [r.status, r.xray_trace_id]), [[200, xrayTraceId]]);
+    assert.deepEqual(access.map((r) => [r.status, r.xray_trace_id, r.user]), [[200, xrayTraceId, 'andrewbrown']]);
   });
 
   test('X-Ray got segments and not one document it would refuse', () => {

@@ -17,6 +17,12 @@ export function describeErrorCode(code, { limit } = {}) {
       return 'Type something to search for.';
     case 'search_term_too_long':
       return 'That search is too long: use at most 20 words and 280 characters.';
+    case 'sign_in_required':
+      return 'Sign in to do that.';
+    case 'invalid_token':
+      return 'Your sign-in is no longer valid: sign out and sign in again.';
+    case 'auth_unavailable':
+      return 'Sign-in is unavailable right now: please try again in a moment.';
     default:
       return `The server refused it (${code}).`;
   }
@@ -38,6 +44,10 @@ function errorFromResponse(status, body, { notFound, limit }) {
     const messages = body.errors.map((code) => describeErrorCode(code, { limit }));
     return new ApiError(messages.join(' '), { status, codes: body.errors, messages });
   }
+  if ((status === 401 || status === 503) && body && Array.isArray(body.errors) && body.errors.length) {
+    return new ApiError(body.errors.map((code) => describeErrorCode(code)).join(' '), { status, codes: body.errors });
+  }
+  if (status === 401) return new ApiError(describeErrorCode('sign_in_required'), { status });
   if (status === 404) return new ApiError(notFound || 'Not found.', { status });
   if (status === 413) return new ApiError('That is too large for the server to accept.', { status });
   if (status === 429) return new ApiError('Too many requests: wait a moment and try again.', { status });
@@ -60,12 +70,31 @@ async function readBody(response) {
 
 const path = encodeURIComponent;
 
-/** Build the API client for one backend; `fetchImpl` is looked up per call so tracing's patch applies. */
-export function createApi(baseUrl = BACKEND_URL, fetchImpl = (...args) => globalThis.fetch(...args)) {
+/** The bearer token to send, or none when there is none or it cannot be had (the server then says why). */
+async function bearer(accessToken) {
+  try {
+    const token = await accessToken();
+    return token ? `Bearer ${token}` : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Build the API client for one backend; `fetchImpl` is looked up per call so tracing's patch applies.
+ * `accessToken()` (auth.js) gives the signed-in user's access token, sent as `Authorization: Bearer`.
+ */
+export function createApi(
+  baseUrl = BACKEND_URL,
+  fetchImpl = (...args) => globalThis.fetch(...args),
+  { accessToken = async () => null } = {},
+) {
   const base = baseUrl.replace(/\/+$/, '');
 
   async function request(route, { method = 'GET', body, notFound, limit } = {}) {
     const init = { method, headers: { Accept: 'application/json' } };
+    const authorization = await bearer(accessToken);
+    if (authorization) init.headers.Authorization = authorization;
     if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);

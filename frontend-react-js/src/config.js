@@ -1,8 +1,18 @@
-// Read at build time by Vite; REACT_APP_BACKEND_URL is the bootcamp's name for the same setting.
-const configured =
-  import.meta.env.VITE_BACKEND_URL || import.meta.env.REACT_APP_BACKEND_URL || 'http://localhost:4567';
+// Read at build time by Vite; each REACT_APP_ name is the bootcamp's name for the same setting.
+const env = import.meta.env;
+const setting = (name) => env[`VITE_${name}`] || env[`REACT_APP_${name}`] || '';
 
-export const BACKEND_URL = configured.replace(/\/+$/, '');
+export const BACKEND_URL = (setting('BACKEND_URL') || 'http://localhost:4567').replace(/\/+$/, '');
+
+/**
+ * The Cognito user pool the app signs in to. Sign-in is on when both ids are set; `endpoint` is another
+ * Cognito endpoint (a local one), else AWS's for the pool's region.
+ */
+export const COGNITO = {
+  userPoolId: setting('AWS_USER_POOLS_ID'),
+  clientId: setting('CLIENT_ID'),
+  endpoint: setting('AWS_COGNITO_ENDPOINT').replace(/\/+$/, ''),
+};
 
 export const ACTIVITY_MAX_CHARS = 280;
 export const MESSAGE_MAX_CHARS = 1024;

@@ -1,28 +1,30 @@
-import { useCallback, useEffect, useState } from 'react';
+import { useCallback, useEffect, useMemo, useState } from 'react';
 
 /** Run `load` when `key` changes; keeps the last result, the error to show, and whether it is running. */
 export function useLoad(load, key) {
-  const [state, setState] = useState({ data: null, error: null, loading: true });
+  const [attempt, setAttempt] = useState(0);
+  // One object per load asked for: a result belongs to it or to an earlier one (still loading).
+  const request = useMemo(() => ({ key, attempt }), [key, attempt]);
+  const [result, setResult] = useState({ request: null, data: null, error: null });
 
-  const run = useCallback(() => {
+  useEffect(() => {
     let current = true;
-    setState((previous) => ({ ...previous, error: null, loading: true }));
     load().then(
-      (data) => current && setState({ data, error: null, loading: false }),
-      (error) => current && setState({ data: null, error, loading: false }),
+      (data) => current && setResult({ request, data, error: null }),
+      (error) => current && setResult({ request, data: null, error }),
     );
     return () => {
       current = false;
     };
-    // `key` names what is loaded; `load` is a fresh closure each render.
+    // `request` names what is loaded; `load` is a fresh closure each render.
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [key]);
+  }, [request]);
 
-  useEffect(run, [run]);
-
+  const loading = result.request !== request;
+  const reload = useCallback(() => setAttempt((n) => n + 1), []);
   const setData = useCallback(
-    (update) => setState((previous) => ({ ...previous, data: update(previous.data) })),
+    (update) => setResult((previous) => ({ ...previous, data: update(previous.data) })),
     [],
   );
-  return { ...state, reload: run, setData };
+  return { data: result.data, error: loading ? null : result.error, loading, reload, setData };
 }

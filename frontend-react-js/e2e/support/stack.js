@@ -1,5 +1,7 @@
-// Starts what the browser tests need, for real: the backend under gunicorn, the built frontend,
-// an OTLP receiver, the X-Ray daemon stand-in (as strict as X-Ray), and Debian's Chromium. Everything listens on 127.0.0.1 and is stopped by `stop()`.
+// Starts what the browser tests need, for real: the backend under gunicorn with sign-in on, the built
+// frontend, a local Cognito user pool (bin/local-cognito: moto's server), an OTLP receiver, the X-Ray
+// daemon stand-in (as strict as X-Ray), and Debian's Chromium. Everything listens on 127.0.0.1 and is
+// stopped by `stop()`.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
@@ -106,8 +108,8 @@ async function run(name, command, args, options) {
   if (code !== 0) throw new Error(`${name} failed (exit ${code}):\n${child.tail()}`);
 }
 
-/** Build the frontend into `outDir` with the backend URL baked in, as `npm run build` does. */
-export async function buildFrontend(backendUrl, outDir) {
+/** Build the frontend into `outDir` with the backend URL (and `env`) baked in, as `npm run build` does. */
+export async function buildFrontend(backendUrl, outDir, env = {}) {
   progress(`building the frontend for ${backendUrl}`);
   await run('vite build', process.execPath, [
     path.join(FRONTEND_DIR, 'node_modules/vite/bin/vite.js'),
@@ -117,7 +119,7 @@ export async function buildFrontend(backendUrl, outDir) {
     '--emptyOutDir',
     '--logLevel',
     'warn',
-  ], { cwd: FRONTEND_DIR, env: { ...process.env, VITE_BACKEND_URL: backendUrl } });
+  ], { cwd: FRONTEND_DIR, env: { ...process.env, ...env, VITE_BACKEND_URL: backendUrl } });
 }
 
 const TYPES = {
@@ -156,8 +158,13 @@ export async function serveStatic(root, port) {
  * Run one of the backend's stand-ins (`python -m <module> --port 0`): its first JSON line says where
  * it listens, every later JSON line goes to `onRecord`. Resolves with that first line and the child.
  */
-async function startStandIn(name, module, onRecord) {
-  const child = new Child(name, path.join(BACKEND_DIR, '.venv/bin/python'), ['-m', module, '--port', '0'], {
+function startStandIn(name, module, onRecord) {
+  return startReporting(name, path.join(BACKEND_DIR, '.venv/bin/python'), ['-m', module, '--port', '0'], onRecord);
+}
+
+/** Run `command`, whose first JSON line on stdout says it is ready; as `startStandIn`. */
+async function startReporting(name, command, args, onRecord = () => {}) {
+  const child = new Child(name, command, args, {
     cwd: BACKEND_DIR,
     env: { ...process.env, PYTHONUNBUFFERED: '1' },
   });
@@ -222,6 +229,29 @@ export async function startXRayListener() {
   return { daemonAddress: info.daemon_address, documents, rejected, child, stop: () => child.stop() };
 }
 
+/**
+ * The local Cognito user pool from `bin/local-cognito` (moto's cognito-idp server): the seed users with
+ * their development password. `info.env` holds the backend's and the frontend's variables for it.
+ */
+export async function startLocalCognito() {
+  const { info, child } = await startReporting('local Cognito', path.join(REPO_ROOT, 'bin/local-cognito'), [
+    '--port',
+    '0',
+  ]);
+  progress(`local Cognito at ${info.endpoint}: pool ${info.user_pool_id}`);
+  return { ...info, child, stop: () => child.stop() };
+}
+
+/** Only the frontend's variables (VITE_*) of `env`. */
+export function frontendEnv(env) {
+  return Object.fromEntries(Object.entries(env).filter(([name]) => name.startsWith('VITE_')));
+}
+
+/** Only the backend's variables (not VITE_*) of `env`. */
+export function backendEnv(env) {
+  return Object.fromEntries(Object.entries(env).filter(([name]) => !name.startsWith('VITE_')));
+}
+
 /** The real backend under gunicorn on a fresh SQLite database; resolves once it answers. */
 export async function startBackend({ port, frontendUrl, dbDir, env = {} }) {
   const url = `http://127.0.0.1:${port}`;
@@ -266,7 +296,7 @@ export async function startBackend({ port, frontendUrl, dbDir, env = {} }) {
   return { url, child, accessLog, stop: () => child.stop() };
 }
 
-/** Start receiver, backend, built frontend; `stop()` ends all of them, whatever started. */
+/** Start receiver, X-Ray listener, local Cognito, backend, built frontend; `stop()` ends all of them, whatever started. */
 export async function startStack() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cruddur-e2e-'));
   const stoppers = [];
@@ -288,6 +318,8 @@ export async function startStack() {
     stoppers.push(['the OTLP receiver', stack.receiver.stop]);
     stack.xray = await startXRayListener();
     stoppers.push(['the X-Ray listener', stack.xray.stop]);
+    stack.cognito = await startLocalCognito();
+    stoppers.push(['the local Cognito', stack.cognito.stop]);
     const backendUrl = `http://127.0.0.1:${backendPort}`;
     const dist = path.join(tmp, 'dist');
     const [backend] = await Promise.all([
@@ -295,12 +327,16 @@ export async function startStack() {
         port: backendPort,
         frontendUrl: stack.frontendUrl,
         dbDir: tmp,
-        env: { OTEL_EXPORTER_OTLP_ENDPOINT: stack.receiver.url, AWS_XRAY_DAEMON_ADDRESS: stack.xray.daemonAddress },
+        env: {
+          ...backendEnv(stack.cognito.env),
+          OTEL_EXPORTER_OTLP_ENDPOINT: stack.receiver.url,
+          AWS_XRAY_DAEMON_ADDRESS: stack.xray.daemonAddress,
+        },
       }).then((started) => {
         stoppers.push(['the backend', started.stop]);
         return started;
       }),
-      buildFrontend(backendUrl, dist),
+      buildFrontend(backendUrl, dist, frontendEnv(stack.cognito.env)),
     ]);
     stack.backend = backend;
     const frontend = await serveStatic(dist, frontendPort);

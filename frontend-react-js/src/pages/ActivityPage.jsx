@@ -4,6 +4,7 @@ import ActivityFeed from '../components/ActivityFeed.jsx';
 import ActivityItem from '../components/ActivityItem.jsx';
 import ComposerForm from '../components/ComposerForm.jsx';
 import Loadable from '../components/Loadable.jsx';
+import { RequireUser } from '../session.jsx';
 import { useLoad } from '../useLoad.js';
 
 /** One crud with its replies and a reply form. */
@@ -27,13 +28,15 @@ export default function ActivityPage({ uuid }) {
         {(activity) => (
           <>
             <ActivityItem activity={activity} />
-            <ComposerForm
-              label={`Reply to @${activity.handle}`}
-              placeholder={`Reply to @${activity.handle}`}
-              max={ACTIVITY_MAX_CHARS}
-              submitLabel="Reply"
-              onSubmit={reply}
-            />
+            <RequireUser what="reply">
+              <ComposerForm
+                label={`Reply to @${activity.handle}`}
+                placeholder={`Reply to @${activity.handle}`}
+                max={ACTIVITY_MAX_CHARS}
+                submitLabel="Reply"
+                onSubmit={reply}
+              />
+            </RequireUser>
             <h2>Replies</h2>
             <ActivityFeed activities={activity.replies || []} title="Replies" emptyText="No replies yet." />
           </>

@@ -4,18 +4,39 @@ import { useApi } from '../api.js';
 import ComposerForm from '../components/ComposerForm.jsx';
 import Loadable from '../components/Loadable.jsx';
 import MessageList from '../components/MessageList.jsx';
+import { RequireUser, useSession } from '../session.jsx';
 import { useLoad } from '../useLoad.js';
 
-/** The conversation with one user, and the form to send them a message. */
-export default function ConversationPage({ handle }) {
+function Conversation({ handle }) {
   const api = useApi();
-  const messages = useLoad(() => api.messages(handle), `messages-${handle}`);
+  const { user } = useSession();
+  const messages = useLoad(() => api.messages(handle), `messages-${user?.username}-${handle}`);
 
   async function send(message) {
     const sent = await api.sendMessage({ handle, message });
     messages.setData((list) => [...(list || []), sent]);
   }
 
+  return (
+    <Loadable state={messages}>
+      {(list) => (
+        <>
+          <MessageList messages={list} />
+          <ComposerForm
+            label={`Message @${handle}`}
+            placeholder={`Message @${handle}`}
+            max={MESSAGE_MAX_CHARS}
+            submitLabel="Send"
+            onSubmit={send}
+          />
+        </>
+      )}
+    </Loadable>
+  );
+}
+
+/** The conversation with one user, and the form to send them a message. */
+export default function ConversationPage({ handle }) {
   return (
     <>
       <p>
@@ -24,20 +45,9 @@ export default function ConversationPage({ handle }) {
       <h1>
         Conversation with <span className="handle">@{handle}</span>
       </h1>
-      <Loadable state={messages}>
-        {(list) => (
-          <>
-            <MessageList messages={list} />
-            <ComposerForm
-              label={`Message @${handle}`}
-              placeholder={`Message @${handle}`}
-              max={MESSAGE_MAX_CHARS}
-              submitLabel="Send"
-              onSubmit={send}
-            />
-          </>
-        )}
-      </Loadable>
+      <RequireUser what={`message @${handle}`}>
+        <Conversation handle={handle} />
+      </RequireUser>
     </>
   );
 }

@@ -2,6 +2,7 @@ import { useApi } from '../api.js';
 import ActivityFeed from '../components/ActivityFeed.jsx';
 import ActivityForm from '../components/ActivityForm.jsx';
 import Loadable from '../components/Loadable.jsx';
+import { RequireUser } from '../session.jsx';
 import { useLoad } from '../useLoad.js';
 
 export default function HomePage() {
@@ -16,7 +17,9 @@ export default function HomePage() {
   return (
     <>
       <h1>Home</h1>
-      <ActivityForm onCreate={create} />
+      <RequireUser what="post a crud">
+        <ActivityForm onCreate={create} />
+      </RequireUser>
       <Loadable state={feed}>
         {(activities) => <ActivityFeed activities={activities} title="Home feed" />}
       </Loadable>

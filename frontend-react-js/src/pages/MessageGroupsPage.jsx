@@ -3,6 +3,7 @@ import { useNavigate } from 'react-router-dom';
 import { useApi } from '../api.js';
 import Loadable from '../components/Loadable.jsx';
 import MessageGroupList from '../components/MessageGroupList.jsx';
+import { RequireUser, useSession } from '../session.jsx';
 import { useLoad } from '../useLoad.js';
 
 function NewConversation() {
@@ -33,14 +34,25 @@ function NewConversation() {
   );
 }
 
-export default function MessageGroupsPage() {
+function MessageGroups() {
   const api = useApi();
-  const groups = useLoad(() => api.messageGroups(), 'message-groups');
+  const { user } = useSession();
+  const groups = useLoad(() => api.messageGroups(), `message-groups-${user?.username}`);
+  return (
+    <>
+      <NewConversation />
+      <Loadable state={groups}>{(list) => <MessageGroupList groups={list} />}</Loadable>
+    </>
+  );
+}
+
+export default function MessageGroupsPage() {
   return (
     <>
       <h1>Messages</h1>
-      <NewConversation />
-      <Loadable state={groups}>{(list) => <MessageGroupList groups={list} />}</Loadable>
+      <RequireUser what="read and send messages">
+        <MessageGroups />
+      </RequireUser>
     </>
   );
 }
