@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
@@ -93,22 +94,42 @@ def test_private_reads_are_only_the_listed_ones(trees):
 
 
 def test_no_library_private_method_is_overridden_and_no_provider_subclass(trees):
-    own_classes = _own_classes(trees)
+    """A private method of ours on a class derived from a library class is fine unless a library class
+    in its MRO has that name too: that would override (or shadow) the library's private method."""
     found = []
     for path, tree in trees:
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.ClassDef):
-                continue
-            bases = [_base_name(base) for base in node.bases]
-            if "TracerProvider" in bases:
+        classes = [node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
+        for node in classes:
+            if "TracerProvider" in [_base_name(base) for base in node.bases]:
                 found.append(f"{path.name}:{node.lineno} {node.name} subclasses TracerProvider")
-            library_bases = [b for b in bases if b and b not in own_classes and b not in ("object", "Exception")]
-            if not library_bases:
+        private = {n.name: [i.name for i in n.body if isinstance(i, ast.FunctionDef | ast.AsyncFunctionDef)
+                            and _private(i.name)] for n in classes if n.bases}  # fmt: skip
+        if not any(private.values()):
+            continue
+        module = importlib.import_module(".".join(path.relative_to(PRODUCT.parent).with_suffix("").parts))
+        for name, methods in private.items():
+            cls = getattr(module, name, None)
+            if not isinstance(cls, type):
                 continue
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and _private(item.name):
-                    found.append(f"{path.name}:{item.lineno} {node.name}.{item.name} on {library_bases}")
+            found += [f"{path.name} {name}.{method} overrides {base}" for method, base in _overrides(cls, methods)]
     assert found == []
+
+
+def _overrides(cls: type, methods: list[str]) -> list[tuple[str, str]]:
+    """(method, library class) for each of `methods` that a non-cruddur class in cls's MRO defines."""
+    library = [k for k in cls.__mro__[1:] if not k.__module__.startswith("cruddur") and k is not object]
+    return [(method, k.__qualname__) for method in methods for k in library if method in vars(k)]
+
+
+def test_the_override_check_catches_one():
+    """The check above, on a class that does override a library private method."""
+    import logging
+
+    class Handler(logging.Handler):
+        def _at_fork_reinit(self):  # logging.Handler's own private method
+            pass
+
+    assert _overrides(Handler, ["_at_fork_reinit", "_ours"]) == [("_at_fork_reinit", "Handler")]
 
 
 def test_nothing_is_rebound_and_no_flask_hook_list_is_edited(trees):
