@@ -17,6 +17,7 @@ import uuid
 import jwt
 import pytest
 import requests
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 
 from tests.support.app_server import AppServer
 from tests.support.cognito import bearer, tokens
@@ -50,9 +51,12 @@ def signed_in_run(tmp_path_factory, stand_ins, cognito_pool):
 
         def send(name, method, path, headers, **kwargs):
             parent = traceparent()
-            response = requests.request(
-                method, server.url + path, headers={**headers, "traceparent": parent}, timeout=20, **kwargs
-            )
+            # `requests` is instrumented in this process once any test built an app; unsuppressed, it
+            # would replace the traceparent sent here with one of its own.
+            with suppress_http_instrumentation():
+                response = requests.request(
+                    method, server.url + path, headers={**headers, "traceparent": parent}, timeout=20, **kwargs
+                )
             traces[name] = parent.split("-")[1]
             responses.append(response)
             return response
