@@ -60,31 +60,22 @@ class ContainedSpanProcessor(SpanProcessor):
         self.processor = processor
         self.containment = containment
 
-    def on_start(self, span: Span, parent_context=None) -> None:
-        """The wrapped on_start, contained."""
+    def _contained(self, method, *args, failed=None, **kwargs):
         try:
-            self.processor.on_start(span, parent_context=parent_context)
+            return method(*args, **kwargs)
         except Exception as error:
-            self.containment.failed(f"{type(self.processor).__name__}.on_start", error)
+            self.containment.failed(f"{type(self.processor).__name__}.{method.__name__}", error)
+            return failed
+
+    def on_start(self, span: Span, parent_context=None) -> None:
+        self._contained(self.processor.on_start, span, parent_context=parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        """The wrapped on_end, contained."""
-        try:
-            self.processor.on_end(span)
-        except Exception as error:
-            self.containment.failed(f"{type(self.processor).__name__}.on_end", error)
+        self._contained(self.processor.on_end, span)
 
     def shutdown(self) -> None:
-        """The wrapped shutdown, contained."""
-        try:
-            self.processor.shutdown()
-        except Exception as error:
-            self.containment.failed(f"{type(self.processor).__name__}.shutdown", error)
+        self._contained(self.processor.shutdown)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """The wrapped force_flush, contained (False when it failed)."""
-        try:
-            return self.processor.force_flush(timeout_millis)
-        except Exception as error:
-            self.containment.failed(f"{type(self.processor).__name__}.force_flush", error)
-            return False
+        return self._contained(self.processor.force_flush, timeout_millis, failed=False)

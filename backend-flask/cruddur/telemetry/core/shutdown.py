@@ -13,8 +13,8 @@ from flask import Flask
 
 log = logging.getLogger(__name__)
 
-# Seconds that all flushes together may take when no configuration says (Config.shutdown_budget:
-# gunicorn's graceful_timeout less a margin).
+# Seconds all flushes together may take without a Config (whose shutdown_budget is gunicorn's
+# graceful_timeout less a margin, so a worker is done before gunicorn kills it).
 DEFAULT_BUDGET = 20.0
 # The database pool, OpenTelemetry, the browser relay, Rollbar, CloudWatch Logs, request metrics
 # and X-Ray over OTLP (a second span destination). With at most this many flushes, each is given at
@@ -80,9 +80,6 @@ def _run_if_alive(ref: weakref.ref) -> None:
 
 def init_app(app: Flask) -> Flushes:
     """One flush list per app, run at interpreter exit (gunicorn workers exit through sys.exit).
-
-    Its budget is gunicorn's graceful_timeout less a margin (Config.shutdown_budget), so a worker
-    is done flushing before gunicorn kills it.
 
     The exit hook holds the list weakly: an app that was thrown away (tests build hundreds) is not
     flushed at exit; the app a server runs lives as long as the process.

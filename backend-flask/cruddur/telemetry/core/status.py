@@ -1,12 +1,9 @@
 """Health-check counters of the telemetry integrations, kept by prometheus_client.
 
-Each integration counts what it sent, dropped and failed (and any other event it names) in one
-counter family, `cruddur_integration_events_total{integration, event}`. Under gunicorn,
-PROMETHEUS_MULTIPROC_DIR (set up by gunicorn.conf.py before the workers start) switches
-prometheus_client to its multiprocess mode: every worker writes its values to memory-mapped files
-in that folder, and the health check and `/metrics` add up the files of all workers, so they
-describe the instance, not whichever worker answered. Without it (`flask run`, the tests' client)
-each app counts in a registry of its own.
+Each integration counts what it sent, dropped and failed (and any event it names) in
+`cruddur_integration_events_total{integration, event}`. Under gunicorn, PROMETHEUS_MULTIPROC_DIR
+(set up by gunicorn.conf.py) puts prometheus_client in multiprocess mode: the health check and
+`/metrics` add up every worker's files, so they describe the instance, not the worker that answered.
 """
 
 from __future__ import annotations
@@ -96,11 +93,11 @@ class IntegrationStatus:
     drop or failure (a worker publishes its queue length whenever it counts one of those).
     """
 
-    def __init__(self, name: str, enabled: bool, reason: str, queued: Callable[[], int] | None = None):
+    def __init__(self, name: str, enabled: bool, reason: str):
         self.name = name
         self.enabled = enabled
         self.reason = reason
-        self._queued = queued
+        self._queued: Callable[[], int] | None = None
         self._lock = threading.Lock()
         self._children: dict[str, object] = {}
         # Until `register` attaches the app's metrics, counts wait here (and status() reads them).
@@ -120,7 +117,7 @@ class IntegrationStatus:
         """Count items thrown away (queue full, or given up after failures or at shutdown)."""
         self.count("dropped", count)
 
-    def record_error(self, error: BaseException | str, count: int = 1) -> None:
+    def record_error(self, error: BaseException | str) -> None:
         """Count a failed delivery attempt and remember when (the error's type, never its text)."""
         kind = error if isinstance(error, str) else type(error).__name__
         metrics = self._metrics
@@ -129,7 +126,7 @@ class IntegrationStatus:
         else:
             with self._lock:
                 self._pending_errors[kind] = time.time()
-        self.count("failed", count)
+        self.count("failed")
 
     def count(self, name: str, n: int = 1) -> None:
         """Add `n` to the counter `name`, shown by `status()` (`count(name, 0)` shows it at zero)."""
@@ -146,16 +143,12 @@ class IntegrationStatus:
         if self._metrics.multiprocess_dir and name in STANDARD_EVENTS:
             self._publish_queue()  # the other workers read this process's queue from its file
 
-    def _probe(self) -> int:
-        if self._queued is None:
-            return 0
-        try:
-            return int(self._queued())
-        except Exception:  # a probe must never break the health check
-            return -1
-
     def _publish_queue(self) -> int:
-        queued = self._probe()
+        """This process's queue length (-1 when the probe failed), also written to the metrics."""
+        try:
+            queued = int(self._queued()) if self._queued is not None else 0
+        except Exception:  # a probe must never break the health check
+            queued = -1
         if self._metrics is not None:
             self._metrics.queued.labels(self.name).set(max(queued, 0))
         return queued
@@ -188,16 +181,15 @@ class IntegrationStatus:
         """Failed delivery attempts so far."""
         return self.status()["failed"]
 
-    def _unattached_values(self) -> dict[str, dict]:
-        with self._lock:
-            return {self.name: {"events": dict(self._pending), "queued": 0, "errors": dict(self._pending_errors)}}
-
     def status(self, values: dict[str, dict] | None = None) -> dict:
         """A JSON-ready snapshot; `values` is a `Metrics.read()` shared by several integrations."""
         own_queue = self._publish_queue()
         metrics = self._metrics
-        if values is None:
-            values = metrics.read() if metrics is not None else self._unattached_values()
+        if values is None and metrics is not None:
+            values = metrics.read()
+        elif values is None:
+            with self._lock:
+                values = {self.name: {"events": dict(self._pending), "errors": dict(self._pending_errors)}}
         mine = values.get(self.name, {"events": {}, "queued": 0, "errors": {}})
         events = {event: 0 for event in STANDARD_EVENTS} | mine["events"]
         # A probe that failed in this process says so (-1) rather than showing a partial sum.

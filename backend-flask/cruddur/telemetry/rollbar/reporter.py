@@ -1,17 +1,14 @@
 """Rollbar items, built by pyrollbar and delivered off the request path.
 
-pyrollbar builds every item through its public API: `rollbar.report_exc_info` and
-`rollbar.report_message` gather the trace chain, the Flask request and the server, and scrub them.
-A payload handler (`rollbar.lib.events.add_payload_handler`) takes the finished item and returns
-False, so pyrollbar does not send it: the item goes to a BoundedSender (core/delivery.py), one
-bounded queue and one thread per process, a short timeout per POST, drops and failures counted,
-HTTP 429 pausing the sender for `Retry-After`. pyrollbar's 'thread' handler would start one thread
-per item, with no bound.
+pyrollbar builds every item through its public API (`rollbar.report_exc_info`, `report_message`:
+trace chain, Flask request, server, scrubbing). A payload handler (`events.add_payload_handler`)
+takes the finished item and returns False, so pyrollbar does not send it: it goes to a
+BoundedSender (core/delivery.py), bounded and counted, where pyrollbar's 'thread' handler would
+start one unbounded thread per item.
 
-pyrollbar keeps its settings in process globals and takes its token, environment and scrubbing
-from the first `rollbar.init` only. So each reporter puts its own environment, code version,
-person and trace ids into the item (`payload_data`) and its own token on it, and scrubs it once
-more with SCRUB_FIELDS: apps built one after another never see each other's settings.
+pyrollbar keeps its settings in process globals, taken from the first `rollbar.init` only. So each
+reporter puts its own environment, code version, person and trace ids (`payload_data`) and token
+on its items, and scrubs them once more: apps built one after another never see each other's settings.
 """
 
 from __future__ import annotations
@@ -48,17 +45,8 @@ LEVELS = ("debug", "info", "warning", "error", "critical")
 # never leave the process: pyrollbar's defaults, the credential-like query keys every integration
 # redacts (privacy.py), cookies and vendor API key headers.
 SCRUB_FIELDS = sorted(
-    {
-        *rollbar.SETTINGS["scrub_fields"],
-        *SENSITIVE_QUERY_KEYS,
-        "proxy-authorization",
-        "cookie",
-        "set-cookie",
-        "x-honeycomb-team",
-        "x-api-key",
-        "x-rollbar-access-token",
-        "x-aws-ec2-metadata-token",
-    }
+    {*rollbar.SETTINGS["scrub_fields"], *SENSITIVE_QUERY_KEYS, "proxy-authorization", "cookie", "set-cookie"}
+    | {"x-honeycomb-team", "x-api-key", "x-rollbar-access-token", "x-aws-ec2-metadata-token"}
 )
 _SCRUB_KEYS = frozenset(name.lower() for name in SCRUB_FIELDS)
 _SCRUB = [  # pyrollbar's own scrubbing transforms, with this list
@@ -76,14 +64,6 @@ class _Build:
 
 
 _building: ContextVar[_Build | None] = ContextVar("cruddur_rollbar_build", default=None)
-
-
-def honeycomb_trace_url(team: str, environment: str, trace_id: str) -> str:
-    """The Honeycomb UI link to one trace."""
-    return (
-        f"https://ui.honeycomb.io/{quote(team, safe='')}/environments/{quote(environment, safe='')}"
-        f"/trace?trace_id={trace_id}"
-    )
 
 
 def configure_pyrollbar(config: Config, timeout: float = SEND_TIMEOUT) -> None:
@@ -128,9 +108,14 @@ class RollbarReporter:
         self.code_version = config.code_version
         # While sign-in is off (development, test) every request acts as the configured user.
         self.user_handle = None if config.signin_on or config.env == "production" else config.user_handle
-        self.honeycomb_team = config.honeycomb_team
-        self.honeycomb_environment = config.honeycomb_environment
+        team, environment = quote(config.honeycomb_team, safe=""), quote(config.honeycomb_environment, safe="")
+        # The Honeycomb UI link to a trace, less its id.
+        self.honeycomb_url = (
+            f"https://ui.honeycomb.io/{team}/environments/{environment}/trace?trace_id=" if team and environment else ""
+        )
         self.item_url = urljoin(config.rollbar_endpoint or rollbar.DEFAULT_ENDPOINT, "item/")
+        parts = urlsplit(self.item_url)  # host and port only: an endpoint URL may carry credentials
+        self.host = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or ""
         self.status = status
         self.timeout = timeout
         self._warning = RateLimitedWarning(log)
@@ -196,10 +181,8 @@ class RollbarReporter:
                 data["context"] = f"{request.method} {rule}"
         trace_id, span_id, xray_id = current_ids()
         data["custom"] = {"trace_id": trace_id, "span_id": span_id, "xray_trace_id": xray_id}
-        if trace_id and self.honeycomb_team and self.honeycomb_environment:
-            data["custom"]["honeycomb_trace_url"] = honeycomb_trace_url(
-                self.honeycomb_team, self.honeycomb_environment, trace_id
-            )
+        if trace_id and self.honeycomb_url:
+            data["custom"]["honeycomb_trace_url"] = self.honeycomb_url + trace_id
         return data
 
     def take(self, payload: dict) -> bool:
@@ -217,12 +200,6 @@ class RollbarReporter:
             raise RetryLater(retry_after_seconds(wait))
         if response.status_code != 200:
             raise RuntimeError(f"HTTP {response.status_code} from {self.host}")
-
-    @property
-    def host(self) -> str:
-        """Where items go (host and port only: an endpoint URL may carry credentials)."""
-        parts = urlsplit(self.item_url)
-        return f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname or ""
 
     def flush(self, timeout_s: float) -> None:
         """Deliver what is queued within `timeout_s`, then stop (see BoundedSender.flush)."""
