@@ -17,7 +17,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 from ..core.shutdown import on_shutdown
-from ..otel.aws import LOGS_SIGNING_NAME, quiet_signature_logging, resolve, signed_session
+from ..otel.aws import quiet_signature_logging, resolve, signed_session
 from . import Backlog, ShippingHandler, create_destination, error_code, report, stream_name
 
 SEND_INTERVAL_SECONDS = 5.0
@@ -47,7 +47,7 @@ def init_app(app: Flask) -> bool:
 
     quiet_signature_logging()
     backlog, stream = Backlog(status), stream_name(config.service_name)
-    session = signed_session(LOGS_SIGNING_NAME, region)
+    session = signed_session("logs", region)
     headers = {"x-aws-log-group": group, "x-aws-log-stream": stream}
     otlp = OTLPLogExporter(f"{endpoint}/v1/logs", headers=headers, timeout=EXPORT_TIMEOUT_SECONDS, session=session)
     # The Backlog admits at most max_queue_size records: the processor never drops one uncounted.

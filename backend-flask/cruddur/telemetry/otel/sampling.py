@@ -1,15 +1,8 @@
 """One sampling decision per request, taken by the OpenTelemetry sampler and followed by X-Ray.
 
-The caller's decision wins: a `traceparent` flag, or what another header format's propagator
-recorded (otel/propagation.py: X-Ray's `Sampled=1` / `Sampled=0`). With no caller decision (no
-header, or an X-Ray Root without `Sampled` or with `Sampled=?`, as load balancers send), the local
-sampler named by OTEL_TRACES_SAMPLER decides (default: record all). Spans inside a request follow
-the request's decision. So of OTEL_TRACES_SAMPLER only the local part applies: `traceidratio` and
-`parentbased_traceidratio` sample the same way here, since a caller's decision is always followed,
-as the `parentbased_*` samplers do.
-
-X-Ray then follows this decision: what OpenTelemetry does not record, X-Ray does not either; what
-it records by local decision, X-Ray samples by its own rules.
+The caller's decision wins (a `traceparent` flag, or X-Ray's `Sampled=1`/`0`); without one the
+local sampler of OTEL_TRACES_SAMPLER decides (default: record all), so `traceidratio` and
+`parentbased_traceidratio` sample alike here. Spans inside a request follow the request's decision.
 """
 
 from __future__ import annotations
@@ -36,7 +29,7 @@ DEFAULT_SAMPLER = "parentbased_always_on"
 
 
 class CallerDecisionSampler(Sampler):
-    """Follows the caller's decision when there is one, else asks `local` (see the module docstring)."""
+    """Follows the caller's decision when there is one, else asks `local`."""
 
     def __init__(self, local: Sampler):
         self.local = local
@@ -44,7 +37,6 @@ class CallerDecisionSampler(Sampler):
     def should_sample(
         self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None
     ) -> SamplingResult:
-        """RECORD_AND_SAMPLE or DROP for a new span."""
         parent = get_current_span(parent_context).get_span_context()
         if parent.is_valid and not parent.is_remote:
             decided = parent.trace_flags.sampled
@@ -54,7 +46,6 @@ class CallerDecisionSampler(Sampler):
         return sampler.should_sample(parent_context, trace_id, name, kind, attributes, links)
 
     def get_description(self) -> str:
-        """As in the SDK's samplers."""
         return f"CallerDecision{{local:{self.local.get_description()}}}"
 
 

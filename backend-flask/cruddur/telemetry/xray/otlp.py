@@ -1,11 +1,7 @@
 """AWS X-Ray over OTLP (CRUDDUR_XRAY_TRANSPORT=otlp): the OpenTelemetry spans, SigV4-signed, to X-Ray.
 
-The replacement for the X-Ray SDK and daemon: the same spans that go to Honeycomb go to
-`<AWS_ENDPOINT_URL_XRAY or https://xray.<region>.amazonaws.com>/v1/traces` through a second batch
-processor (its own bounded queue, thread and counters, shown as `xray` in the health check). X-Ray
-receives exactly what OpenTelemetry records, so the sampling decision is OpenTelemetry's: the
-caller's flag, else `OTEL_TRACES_SAMPLER`. Our trace ids start with the epoch seconds, as X-Ray
-expects. No X-Ray SDK module is imported in this mode.
+The spans that go to Honeycomb also go to X-Ray's `/v1/traces` through a second batch processor
+(its own queue, thread and counters), so the sampling decision is OpenTelemetry's. No X-Ray SDK.
 """
 
 from __future__ import annotations
@@ -17,7 +13,7 @@ from flask import Flask
 from ...config import Config
 from .. import disabled
 from ..core.status import IntegrationStatus, announce, register
-from ..otel.aws import XRAY_SIGNING_NAME, quiet_signature_logging, resolve, signed_session
+from ..otel.aws import quiet_signature_logging, resolve, signed_session
 from ..otel.tracing import add_destination, otlp_exporter
 
 log = logging.getLogger(__name__)
@@ -33,7 +29,7 @@ def init_app(app: Flask) -> bool:
         return disabled(app, NAME, f"CRUDDUR_XRAY_TRANSPORT=otlp, but {why_not}", log)
     status = IntegrationStatus(NAME, True, f"OTLP/HTTP spans to X-Ray in {region}, SigV4-signed")
     quiet_signature_logging()
-    exporter = otlp_exporter(config, endpoint + TRACES_PATH, {}, session=signed_session(XRAY_SIGNING_NAME, region))
+    exporter = otlp_exporter(config, endpoint + TRACES_PATH, {}, session=signed_session("xray", region))
     add_destination(app, app.extensions["cruddur.tracer_provider"], exporter, status)
     register(app, status)
     return announce(log, status)
