@@ -1,11 +1,9 @@
 """AWS X-Ray over the daemon: the request's segment, with OpenTelemetry's trace id and decision.
 
-OpenTelemetry starts the server span first (X-Ray-valid ids, the caller's trace and decision). Our
-Flask hooks then open the segment through the recorder's public API: the span's trace id, its id,
-the caller's span as parent, and one decision: OpenTelemetry's when it does not record or the caller
-decided, else X-Ray's rules. A trace id X-Ray would refuse gets a fresh one, annotated
-`otel_trace_id`. Spans of a sampled request become subsegments; segments are serialized and sent
-on a sender thread. Every hook is contained: an X-Ray failure never becomes a 5xx.
+Our Flask hooks, after OpenTelemetry's, open the segment through the recorder's public API with
+the server span's ids and one decision: OpenTelemetry's when it does not record or the caller
+decided, else X-Ray's rules. A trace id X-Ray would refuse gets a fresh one (`otel_trace_id`
+annotates it). A sampled request's spans become subsegments. Every hook is contained.
 """
 
 from __future__ import annotations
@@ -44,11 +42,9 @@ log = logging.getLogger(__name__)
 NAME = "xray"
 REQUEST_KEY = "cruddur.xray"  # in the WSGI environ: (X-Ray trace id, the segment or None)
 REROOTED = "rerooted"  # the health-check counter
-# X-Ray's segment document rules (developer guide, "Segment documents"): a name is up to 200
-# characters of Unicode letters, numbers, whitespace and _ . : / % & # = + \ - @; annotation keys
-# are alphanumeric or underscore; annotation values are strings, numbers or booleans.
+# X-Ray's segment document rules (developer guide, "Segment documents"): names of up to 200 of
+# these characters, alphanumeric annotation keys, documents of up to 64 kB.
 MAX_NAME_CHARS = 200
-# "A segment document can be up to 64 kB" (same guide): a larger one is dropped and counted, not sent.
 MAX_DOCUMENT_BYTES = 64_000
 MAX_QUEUED_SEGMENTS = 1000
 _NAME_INVALID = re.compile(r"[^\w\s.:/%&#=+\\\-@]")
@@ -79,8 +75,8 @@ def udp_address(value: str) -> tuple[str, int]:
 
 
 class DaemonEmitter:
-    """The recorder's emitter (UDPEmitter's interface): finished segments go to a sender thread,
-    which serializes and sends each to the daemon, counted as sent, or failed and dropped."""
+    """The recorder's emitter (UDPEmitter's interface): a sender thread serializes and sends each
+    finished segment to the daemon, counted as sent, or failed and dropped."""
 
     def __init__(self, daemon_address: str, status: IntegrationStatus):
         self.address = udp_address(daemon_address)
@@ -104,9 +100,9 @@ class DaemonEmitter:
         self.socket.sendto(f"{PROTOCOL_HEADER}{PROTOCOL_DELIMITER}{document}".encode(), self.address)
 
 
-def sql_block(attributes, database_url: str = "", database_user: str = "") -> dict:
+def sql_block(attributes, database_url: str, database_user: str) -> dict:
     """X-Ray's `sql` of a statement span: the query with its placeholders (values are never in it),
-    the database type, and the app's database URL and user, without the password."""
+    the database type, and the app's database URL (without the password) and user."""
     system = attributes.get("db.system")
     sql = {"sanitized_query": attributes["db.statement"], "database_type": DATABASE_TYPES.get(system, system)}
     if database_url:
@@ -125,11 +121,11 @@ def _finite(value) -> bool:
 class SubsegmentProcessor(SpanProcessor):
     """Mirrors the spans of a sampled segment's request as its subsegments.
 
-    `open` holds the segments and subsegments in progress by span id: a span whose parent is not
-    in it (any span of a request X-Ray does not sample) costs one dictionary lookup.
+    `open` holds the segments and subsegments in progress by span id: a span of a request X-Ray
+    does not sample costs one dictionary lookup.
     """
 
-    def __init__(self, database_url: str = "", database_user: str = ""):
+    def __init__(self, database_url: str, database_user: str):
         # The connection instrumentation puts no server address on its spans; the app has one database.
         self.database_url = database_url
         self.database_user = database_user
@@ -168,23 +164,21 @@ class SubsegmentProcessor(SpanProcessor):
         subsegment.close(span.end_time / 1e9)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Subsegments travel with their segment."""
-        return True
+        return True  # subsegments travel with their segment
 
 
 class XRayNaming(DefaultDynamicNaming):
     """AWS_XRAY_URL dynamic naming, with the Host a caller sent made into a name X-Ray accepts."""
 
     def get_name(self, host_name):
-        """The segment's name for this Host."""
         return xray_name(super().get_name(host_name or ""))
 
 
 def follow_opentelemetry(span, status: IntegrationStatus) -> tuple[str, str | None, bool | None]:
     """(X-Ray trace id, parent id, decision) that make the segment follow OpenTelemetry's span.
 
-    The decision is False when OpenTelemetry does not record, True when the caller decided
-    "sampled", None when OpenTelemetry recorded by local decision (X-Ray's rules then decide).
+    The decision: False when OpenTelemetry does not record, True when the caller decided "sampled",
+    None when OpenTelemetry recorded by local decision (X-Ray's rules then decide).
     """
     ctx = span.get_span_context()
     parent = getattr(span, "parent", None)
@@ -210,12 +204,11 @@ def _peer_address() -> str | None:
 class SegmentHooks:
     """The Flask hooks that open, fill and end the request's segment through the recorder."""
 
-    def __init__(self, recorder: AWSXRayRecorder, status: IntegrationStatus, open_entities: dict, naming=None):
+    def __init__(self, recorder: AWSXRayRecorder, status: IntegrationStatus, open_entities: dict, naming):
         self.recorder = recorder
         self.status = status
         self.open = open_entities  # shared with SubsegmentProcessor: the segment by its span id
         self.naming = naming
-        self.service = recorder.service
 
     def begin(self) -> None:
         """Decide, and open the segment when X-Ray samples the request."""
@@ -224,7 +217,7 @@ class SegmentHooks:
         if not ctx.is_valid:
             return  # a URL OpenTelemetry excludes: X-Ray leaves it out as well
         root, parent_id, decision = follow_opentelemetry(span, self.status)
-        name = self.naming.get_name(request.host) if self.naming and decision is not False else self.service
+        name = self.naming.get_name(request.host) if self.naming and decision is not False else self.recorder.service
         if decision is None:
             rule = {"host": request.host, "method": request.method, "path": request.path, "service": name}
             decision = self.recorder.sampler.should_trace(rule)  # a rule's name, or a bool
@@ -310,8 +303,7 @@ def init_app(app: Flask) -> bool:
     except (ValueError, OSError) as error:
         return disabled(app, NAME, f"misconfigured: {error}", log)
     status.reason += f"; local sampling rules from {rules_source}, centralized rules from the daemon"
-    # Until the daemon serves a matching centralized rule (never, without AWS credentials), the
-    # sampler logs an INFO line on every request; its warnings (rules unreachable) still get through.
+    # Without a centralized rule (none, without AWS credentials) the sampler logs INFO on every request.
     logging.getLogger("aws_xray_sdk.core.sampling.sampler").setLevel(logging.WARNING)
     containment = Containment(status, log)
     status.count(REROOTED, 0)

@@ -1,10 +1,9 @@
 """X-Ray sampling rules: the API documents in aws/json/ turned into the SDK's local rules.
 
-`aws/json/xray*.json` hold rules in the X-Ray API's format (`{"SamplingRule": {...}}`, the input of
-`aws xray create-sampling-rule --cli-input-json`), so the same file provisions the centralized rule
-and drives the SDK's local sampler when no daemon answers. The SDK's local format (version 2) can
-match only host, HTTP method and URL path; service name is used to pick the rules for this service,
-while ServiceType, ResourceARN and Attributes cannot be evaluated locally and are ignored.
+`aws/json/xray*.json` are `aws xray create-sampling-rule --cli-input-json` inputs, so one file both
+provisions the centralized rule and drives the SDK's local sampler. Local rules match only host,
+method and path; ServiceName picks this service's rules; ServiceType, ResourceARN and Attributes
+are ignored.
 """
 
 from __future__ import annotations
@@ -34,10 +33,10 @@ _REQUIRED = {
 }
 # Inclusive bounds from the X-Ray API reference (Version 1 is the only version it defines).
 _RANGES = {
-    "FixedRate": (0, 1),
-    "Priority": (1, 9999),
-    "ReservoirSize": (0, float("inf")),
-    "Version": (1, 1),
+    "FixedRate": (0, 1, "between 0 and 1"),
+    "Priority": (1, 9999, "between 1 and 9999"),
+    "ReservoirSize": (0, float("inf"), "at least 0"),
+    "Version": (1, 1, "1"),
 }
 
 
@@ -55,13 +54,7 @@ def api_rule_errors(rule: object) -> list[str]:
         elif isinstance(value, bool) or not isinstance(value, kind):
             errors.append(f"{key} must be {getattr(kind, '__name__', 'a number')}")
         elif key in _RANGES and not _RANGES[key][0] <= value <= _RANGES[key][1]:
-            low, high = _RANGES[key]
-            if low == high:
-                errors.append(f"{key} must be {low}")
-            elif high == float("inf"):
-                errors.append(f"{key} must be at least {low}")
-            else:
-                errors.append(f"{key} must be between {low} and {high}")
+            errors.append(f"{key} must be {_RANGES[key][2]}")
     if len(str(rule.get("RuleName", ""))) > 32:
         errors.append("RuleName must be at most 32 characters")
     return errors
@@ -78,11 +71,6 @@ def read_api_rule(path: str | Path) -> dict:
     return rule
 
 
-def _is_catch_all(rule: dict) -> bool:
-    """Whether a rule matches every request, so it can serve as the local default."""
-    return rule["Host"] == rule["HTTPMethod"] == rule["URLPath"] == "*"
-
-
 def local_rules_from_api_rules(rules: list[dict], service_name: str | None = None) -> dict:
     """Convert API SamplingRules to the SDK's local rules (version 2), in X-Ray's priority order.
 
@@ -94,7 +82,7 @@ def local_rules_from_api_rules(rules: list[dict], service_name: str | None = Non
     default = dict(FALLBACK_DEFAULT)
     for rule in sorted(applicable, key=lambda r: (r["Priority"], r.get("RuleName", ""))):
         target = {"fixed_target": rule["ReservoirSize"], "rate": float(rule["FixedRate"])}
-        if _is_catch_all(rule):
+        if rule["Host"] == rule["HTTPMethod"] == rule["URLPath"] == "*":  # matches every request
             default = target
             break
         local_rules.append(
@@ -110,9 +98,6 @@ def local_rules_from_api_rules(rules: list[dict], service_name: str | None = Non
 
 
 def load_local_sampling_rules(*paths: str | Path, service_name: str | None = None) -> dict:
-    """Read API-format rule files (default: DEFAULT_RULE_FILES) as SDK local sampling rules.
-
-    The result can be passed as `xray_recorder.configure(sampling_rules=...)`.
-    """
+    """Read API-format rule files (default: DEFAULT_RULE_FILES) as SDK local sampling rules."""
     files = paths or DEFAULT_RULE_FILES
     return local_rules_from_api_rules([read_api_rule(p) for p in files], service_name)
