@@ -1,9 +1,8 @@
 """CloudWatch Logs over OTLP (CRUDDUR_CLOUDWATCH_TRANSPORT=otlp), with the OpenTelemetry logs SDK.
 
-Each JSON line becomes a log record: `message` the body, the level the severity, the other fields
-attributes, the current span's ids its trace fields. A `BatchLogRecordProcessor` sends them with
-`OTLPLogExporter` to `<endpoint>/v1/logs`, SigV4-signed, with `x-aws-log-group` and `x-aws-log-stream`.
-That endpoint writes only to an existing group and stream: `CountingExporter` makes both first.
+Each JSON line becomes a log record (`message` the body, the other fields attributes), sent
+SigV4-signed to `<endpoint>/v1/logs` with `x-aws-log-group` and `x-aws-log-stream`. That endpoint
+writes only to an existing group and stream: `CountingExporter` makes both first.
 """
 
 from __future__ import annotations
@@ -16,9 +15,8 @@ from opentelemetry._logs import SeverityNumber
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
-from ..core.shutdown import on_shutdown
-from ..otel.aws import quiet_signature_logging, resolve, signed_session
-from . import Backlog, ShippingHandler, create_destination, error_code, report, stream_name
+from ..otel.aws import quiet_signature_logging, signed_session
+from . import Backlog, ShippingHandler, create_destination, error_code, logs_client, report, stream_name
 
 SEND_INTERVAL_SECONDS = 5.0
 EXPORT_TIMEOUT_SECONDS = 5.0  # one export, retries included: a blackhole holds it for seconds, not minutes
@@ -31,13 +29,10 @@ SEVERITY = (
 )
 
 
-def init_app(app: Flask) -> bool:
-    """Ship every log line to CLOUDWATCH_LOG_GROUP over OTLP. Returns whether it is on."""
+def build_handler(app: Flask, endpoint: str, region: str) -> OTLPLogHandler:
+    """The root logger's handler, shipping to CLOUDWATCH_LOG_GROUP over OTLP."""
     config = app.extensions["cruddur.config"]
     group = config.cloudwatch_log_group
-    endpoint, region, why_not = resolve("logs", config.aws_region)
-    if not endpoint:
-        return report(app, f"CLOUDWATCH_LOG_GROUP is set, but {why_not}", on=False).enabled
     status = report(app, f"OTLP log records to log group {group} in {region}, one stream per worker")
 
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
@@ -60,11 +55,7 @@ def init_app(app: Flask) -> bool:
     resource = Resource.create({**service, "deployment.environment.name": config.env})
     provider = LoggerProvider(resource, shutdown_on_exit=False)  # our shutdown is bounded
     provider.add_log_record_processor(processor)
-    handler = OTLPLogHandler(provider, backlog)
-    logging.getLogger().addHandler(handler)
-    app.extensions["cruddur.cloudwatch"] = handler
-    on_shutdown(app, priority=90, name="cloudwatch", flush=handler.shutdown)  # last: ships the others' lines
-    return True
+    return OTLPLogHandler(provider, backlog)
 
 
 class OTLPLogHandler(ShippingHandler):
@@ -120,12 +111,8 @@ class CountingExporter(LogRecordExporter):
 
     def _send(self, batch, create: bool) -> LogRecordExportResult:
         if create:
-            import boto3
-            from botocore.config import Config
-
             region, group, stream = self.destination
-            timeouts = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 2})
-            create_destination(boto3.session.Session(region_name=region).client("logs", config=timeouts), group, stream)
+            create_destination(logs_client(region, attempts=2), group, stream)
             self.ready = True
         self.answer = None
         return self.exporter.export(batch)
