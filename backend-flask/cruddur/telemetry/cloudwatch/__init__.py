@@ -13,6 +13,7 @@ import threading
 
 from flask import Flask
 
+from .. import disabled
 from ..core.log_limits import RateLimitedWarning
 from ..core.shutdown import on_shutdown
 from ..core.status import IntegrationStatus, announce, register
@@ -32,12 +33,12 @@ def init_app(app: Flask) -> bool:
     """Ship every log line to CLOUDWATCH_LOG_GROUP by the transport CRUDDUR_CLOUDWATCH_TRANSPORT names."""
     config = app.extensions["cruddur.config"]
     if not config.cloudwatch_log_group:
-        return report(app, "CLOUDWATCH_LOG_GROUP is not set", on=False).enabled
+        return disabled(app, NAME, "CLOUDWATCH_LOG_GROUP is not set", log)
     from ..otel.aws import resolve
 
     endpoint, region, why_not = resolve("logs", config.aws_region)
     if why_not:
-        return report(app, f"CLOUDWATCH_LOG_GROUP is set, but {why_not}", on=False).enabled
+        return disabled(app, NAME, f"CLOUDWATCH_LOG_GROUP is set, but {why_not}", log)
     if config.cloudwatch_transport == "otlp":
         from . import otlp
 
@@ -52,9 +53,9 @@ def init_app(app: Flask) -> bool:
     return True
 
 
-def report(app: Flask, reason: str, on: bool = True) -> IntegrationStatus:
-    """Register the integration's status and say once whether it is on, and why."""
-    status = IntegrationStatus(NAME, on, reason)
+def report(app: Flask, reason: str) -> IntegrationStatus:
+    """Register the integration as on and say once why."""
+    status = IntegrationStatus(NAME, True, reason)
     register(app, status)
     announce(log, status)
     return status

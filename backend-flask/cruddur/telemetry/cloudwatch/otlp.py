@@ -15,7 +15,7 @@ from opentelemetry._logs import SeverityNumber
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
-from ..otel.aws import quiet_signature_logging, signed_session
+from ..otel.aws import signed_session
 from . import Backlog, ShippingHandler, create_destination, error_code, logs_client, report, stream_name
 
 SEND_INTERVAL_SECONDS = 5.0
@@ -40,7 +40,6 @@ def build_handler(app: Flask, endpoint: str, region: str) -> OTLPLogHandler:
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
     from opentelemetry.sdk.resources import Resource
 
-    quiet_signature_logging()
     backlog, stream = Backlog(status), stream_name(config.service_name)
     session = signed_session("logs", region)
     headers = {"x-aws-log-group": group, "x-aws-log-stream": stream}

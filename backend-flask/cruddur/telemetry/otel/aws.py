@@ -21,8 +21,8 @@ from botocore.exceptions import NoCredentialsError
 class SigV4RequestAuth(requests.auth.AuthBase):
     """Signs each prepared request with SigV4 for one service and region (botocore's signer)."""
 
-    def __init__(self, session: botocore.session.Session, service: str, region: str):
-        self.session = session
+    def __init__(self, service: str, region: str):
+        self.session = botocore.session.Session()
         self.service = service
         self.region = region
         self._credentials = None
@@ -48,10 +48,17 @@ class SigV4RequestAuth(requests.auth.AuthBase):
         return prepared
 
 
-def signed_session(service: str, region: str, session: botocore.session.Session | None = None) -> requests.Session:
-    """A `requests` session whose every request is SigV4-signed for `service` in `region`."""
+def signed_session(service: str, region: str) -> requests.Session:
+    """A `requests` session whose every request is SigV4-signed for `service` in `region`.
+
+    botocore's DEBUG records are kept out, whatever the root level: `botocore.auth` logs the string
+    to sign and the signature, `botocore.endpoint` every request with its credential headers.
+    """
+    botocore_logger = logging.getLogger("botocore")
+    if botocore_logger.level < logging.INFO:
+        botocore_logger.setLevel(logging.INFO)
     http = requests.Session()
-    http.auth = SigV4RequestAuth(session or botocore.session.Session(), service, region)
+    http.auth = SigV4RequestAuth(service, region)
     return http
 
 
@@ -75,12 +82,3 @@ def resolve(service_id: str, fallback_region: str = "") -> tuple[str, str, str]:
         return "", "", f"botocore cannot resolve the endpoint ({type(error).__name__})"
     suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     return (configured or f"https://{service_id}.{region}.{suffix}").rstrip("/"), region, ""
-
-
-def quiet_signature_logging() -> None:
-    """Keep botocore's DEBUG records out, whatever the root level: `botocore.auth` logs the string to
-    sign and the signature, `botocore.endpoint` every request with its Authorization and
-    X-Amz-Security-Token headers."""
-    botocore_logger = logging.getLogger("botocore")
-    if botocore_logger.level < logging.INFO:
-        botocore_logger.setLevel(logging.INFO)

@@ -41,16 +41,15 @@ class CountingMetricExporter(OTLPMetricExporter):
             for scope_metrics in resource_metrics.scope_metrics
             for metric in scope_metrics.metrics
         )
+        error: BaseException | str = "export failed"
         try:
             result = super().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        except Exception as error:  # an exporter bug must not kill the reader thread
-            self.status.record_error(error)
-            self.status.record_dropped(points)
-            return MetricExportResult.FAILURE
+        except Exception as raised:  # an exporter bug must not kill the reader thread
+            result, error = MetricExportResult.FAILURE, raised
         if result is MetricExportResult.SUCCESS:
             self.status.record_sent(points)
         else:
-            self.status.record_error("export failed")
+            self.status.record_error(error)
             self.status.record_dropped(points)
         return result
 

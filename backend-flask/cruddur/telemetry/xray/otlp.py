@@ -13,7 +13,7 @@ from flask import Flask
 from ...config import Config
 from .. import disabled
 from ..core.status import IntegrationStatus, announce, register
-from ..otel.aws import quiet_signature_logging, resolve, signed_session
+from ..otel.aws import resolve, signed_session
 from ..otel.tracing import add_destination, otlp_exporter
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,6 @@ def init_app(app: Flask) -> bool:
     if why_not:
         return disabled(app, NAME, f"CRUDDUR_XRAY_TRANSPORT=otlp, but {why_not}", log)
     status = IntegrationStatus(NAME, True, f"OTLP/HTTP spans to X-Ray in {region}, SigV4-signed")
-    quiet_signature_logging()
     exporter = otlp_exporter(config, endpoint + TRACES_PATH, {}, session=signed_session("xray", region))
     add_destination(app, app.extensions["cruddur.tracer_provider"], exporter, status)
     register(app, status)
