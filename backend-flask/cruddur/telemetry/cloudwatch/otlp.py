@@ -12,10 +12,14 @@ import logging
 
 from flask import Flask
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
 
 from ..otel.aws import signed_session
+from ..otel.tracing import service_resource
 from . import Backlog, ShippingHandler, create_destination, error_code, logs_client, report, stream_name
 
 SEND_INTERVAL_SECONDS = 5.0
@@ -35,11 +39,6 @@ def build_handler(app: Flask, endpoint: str, region: str) -> OTLPLogHandler:
     group = config.cloudwatch_log_group
     status = report(app, f"OTLP log records to log group {group} in {region}, one stream per worker")
 
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-    from opentelemetry.sdk.resources import Resource
-
     backlog, stream = Backlog(status), stream_name(config.service_name)
     session = signed_session("logs", region)
     headers = {"x-aws-log-group": group, "x-aws-log-stream": stream}
@@ -50,9 +49,7 @@ def build_handler(app: Flask, endpoint: str, region: str) -> OTLPLogHandler:
         schedule_delay_millis=SEND_INTERVAL_SECONDS * 1000,
         max_queue_size=backlog.capacity,
     )
-    service = {"service.name": config.service_name, "service.version": config.code_version}
-    resource = Resource.create({**service, "deployment.environment.name": config.env})
-    provider = LoggerProvider(resource, shutdown_on_exit=False)  # our shutdown is bounded
+    provider = LoggerProvider(service_resource(config), shutdown_on_exit=False)  # our shutdown is bounded
     provider.add_log_record_processor(processor)
     return OTLPLogHandler(provider, backlog)
 
@@ -118,8 +115,6 @@ class CountingExporter(LogRecordExporter):
 
     def export(self, batch) -> LogRecordExportResult:
         """Export one batch; count it as sent, refused (a `partialSuccess`) or dropped."""
-        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-
         try:
             result = self._send(batch, create=not self.ready)
             if result is not LogRecordExportResult.SUCCESS and self._error() == "ResourceNotFoundException":

@@ -15,12 +15,12 @@ from flask import Flask
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExportResult, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
 
 from ...config import Config
 from .. import disabled
 from ..core.shutdown import on_shutdown
 from ..core.status import IntegrationStatus, announce, register
+from .tracing import service_resource
 
 log = logging.getLogger(__name__)
 NAME = "metrics"
@@ -64,14 +64,7 @@ def init_app(app: Flask) -> bool:
         why = "OTEL_METRICS_EXPORTER=none" if config.metrics_exporter == "none" else "no OTLP endpoint"
         return disabled(app, NAME, why, log)
     status = IntegrationStatus(NAME, True, "HTTP server metrics over OTLP/HTTP, one series per worker")
-    resource = Resource.create(
-        {
-            "service.name": config.service_name,
-            "service.version": config.code_version,
-            "deployment.environment.name": config.env,
-            "service.instance.id": f"{socket.gethostname()}/{os.getpid()}",
-        }
-    )
+    resource = service_resource(config, {"service.instance.id": f"{socket.gethostname()}/{os.getpid()}"})
     exporter = CountingMetricExporter(
         status, endpoint=url, headers=config.metrics_headers, timeout=EXPORT_TIMEOUT_SECONDS
     )

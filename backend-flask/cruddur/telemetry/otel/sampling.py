@@ -16,15 +16,8 @@ from .propagation import caller_decision
 
 log = logging.getLogger(__name__)
 
-# OTEL_TRACES_SAMPLER values of the OpenTelemetry specification, by their local (root) sampler.
-LOCAL_SAMPLERS = {
-    "always_on": "on",
-    "parentbased_always_on": "on",
-    "always_off": "off",
-    "parentbased_always_off": "off",
-    "traceidratio": "ratio",
-    "parentbased_traceidratio": "ratio",
-}
+# OTEL_TRACES_SAMPLER's local samplers; a `parentbased_` name means the same here (see above).
+LOCAL_SAMPLERS = {"always_on": ALWAYS_ON, "always_off": ALWAYS_OFF}
 DEFAULT_SAMPLER = "parentbased_always_on"
 
 
@@ -51,14 +44,12 @@ class CallerDecisionSampler(Sampler):
 
 def local_sampler(name: str, argument: str) -> Sampler:
     """The sampler OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG name (unknown: record all, with a warning)."""
-    kind = LOCAL_SAMPLERS.get(name or DEFAULT_SAMPLER)
-    if kind is None:
+    local = (name or DEFAULT_SAMPLER).removeprefix("parentbased_")
+    if local in LOCAL_SAMPLERS:
+        return LOCAL_SAMPLERS[local]
+    if local != "traceidratio":
         log.warning("OTEL_TRACES_SAMPLER=%.40s is not one this app knows; recording every request", name)
-        kind = "on"
-    if kind == "on":
         return ALWAYS_ON
-    if kind == "off":
-        return ALWAYS_OFF
     try:
         rate = float(argument) if argument else 1.0
         if not 0.0 <= rate <= 1.0:
@@ -70,5 +61,4 @@ def local_sampler(name: str, argument: str) -> Sampler:
 
 
 def build_sampler(name: str, argument: str) -> CallerDecisionSampler:
-    """The app's sampler for OTEL_TRACES_SAMPLER=`name` and OTEL_TRACES_SAMPLER_ARG=`argument`."""
     return CallerDecisionSampler(local_sampler(name.strip().lower(), argument.strip()))

@@ -165,19 +165,17 @@ class _Stdout:
         sys.stdout.flush()
 
 
+def service_resource(config: Config, attributes: dict[str, str] | None = None) -> Resource:
+    """What every span, metric and log record of this service says about its source."""
+    service = {"service.name": config.service_name, "service.version": config.code_version}
+    return Resource.create({**service, "deployment.environment.name": config.env, **(attributes or {})})
+
+
 def build_provider(config: Config) -> TracerProvider:
     """The SDK's provider, with the app's sampler and trace ids X-Ray accepts."""
-    resource = Resource.create(
-        {
-            "service.name": config.service_name,
-            "service.version": config.code_version,
-            "deployment.environment": config.env,
-            "deployment.environment.name": config.env,
-        }
-    )
     # Our shutdown is bounded; the SDK's atexit hook would wait up to 30 s per processor.
     return TracerProvider(
-        resource=resource,
+        resource=service_resource(config, {"deployment.environment": config.env}),
         id_generator=RootAdoptingIdGenerator(),
         sampler=build_sampler(config.traces_sampler, config.traces_sampler_arg),
         shutdown_on_exit=False,
