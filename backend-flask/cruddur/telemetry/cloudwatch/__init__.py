@@ -54,7 +54,6 @@ def init_app(app: Flask) -> bool:
 
 
 def report(app: Flask, reason: str) -> IntegrationStatus:
-    """Register the integration as on and say once why."""
     status = IntegrationStatus(NAME, True, reason)
     register(app, status)
     announce(log, status)
@@ -121,7 +120,6 @@ class Backlog:
         status.set_queue_probe(self.queued)
 
     def queued(self) -> int:
-        """Lines accepted and not yet sent or dropped."""
         return self._accepted - self._settled
 
     def admit(self) -> bool:

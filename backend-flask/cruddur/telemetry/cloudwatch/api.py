@@ -120,7 +120,6 @@ class CloudWatchQueueHandler(ShippingHandler, logging.handlers.QueueHandler):
         self.listener.start()
 
     def enqueue(self, record: logging.LogRecord) -> None:
-        """Queue the record, or count it as dropped when the Backlog is full."""
         if self.backlog.admit():
             self.queue.put_nowait(record)
 

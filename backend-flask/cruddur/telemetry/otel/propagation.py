@@ -33,10 +33,7 @@ class _Propagators(CompositePropagator):
 
 
 def install(app: Flask) -> None:
-    """W3C Trace Context only, until `add_propagator` adds others.
-
-    The propagator is process-wide in the OpenTelemetry API: the app that was built last sets it.
-    """
+    """W3C Trace Context only, until `add_propagator` adds others (process-wide: the app built last wins)."""
     app.extensions[EXTENSION] = []
     propagate.set_global_textmap(_Propagators([TraceContextTextMapPropagator()]))
 
@@ -72,7 +69,6 @@ class RootAdoptingIdGenerator(AwsXRayIdGenerator):
     """X-Ray-compatible ids (the first 8 hex digits are the epoch seconds); an adopted trace id first."""
 
     def generate_trace_id(self) -> int:
-        """The adopted trace id (once), else a new X-Ray-compatible one."""
         adopted = _adopted_trace_id.get()
         if adopted is not None:
             _adopted_trace_id.set(None)

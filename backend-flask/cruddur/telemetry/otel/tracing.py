@@ -46,8 +46,7 @@ def export_timeout(config: Config) -> float:
 class CountingExporter(SpanExporter):
     """Counts, once per span, what the wrapped exporter delivered (`sent`) or lost (`dropped`).
 
-    Once `gave_up` (shutdown ran out of time, and counted what was waiting as dropped), nothing more
-    is exported or counted.
+    Once `gave_up` (shutdown ran out of time and counted what waited as dropped), nothing more is.
     """
 
     def __init__(self, exporter: SpanExporter, status: IntegrationStatus):
@@ -58,7 +57,6 @@ class CountingExporter(SpanExporter):
         self.gave_up = False
 
     def export(self, spans) -> SpanExportResult:
-        """Export one batch and count it (an exporter that raises is counted as a failure)."""
         if self.gave_up:
             return SpanExportResult.FAILURE
         error: BaseException | str = "export failed"
@@ -87,9 +85,8 @@ class CountingExporter(SpanExporter):
 class CountingSpanProcessor(SpanProcessor):
     """A BatchSpanProcessor behind our own count of every sampled span: `produced`, then sent or dropped.
 
-    The queue bound is applied here, so every drop is counted: a span is refused while
-    `max_queue_size` spans are handed in and not yet counted by the exporter (`queued`).
-    `produced == sent + dropped + queued` at any time, and `queued == 0` after shutdown.
+    The queue bound is applied here, so every drop is counted: `produced == sent + dropped + queued`
+    at any time, and `queued == 0` after shutdown.
     """
 
     def __init__(self, exporter: CountingExporter, max_queue_size: int):
@@ -105,7 +102,6 @@ class CountingSpanProcessor(SpanProcessor):
         self.status.set_queue_probe(self.queued)
 
     def queued(self) -> int:
-        """Spans handed to the batch processor whose outcome is not counted yet."""
         return 0 if self.exporter.gave_up else self.accepted - self.exporter.finished
 
     def on_end(self, span: ReadableSpan) -> None:
@@ -183,7 +179,6 @@ def build_provider(config: Config) -> TracerProvider:
 
 
 def otlp_exporter(config: Config, url: str, headers: dict[str, str], session=None) -> SpanExporter:
-    """The SDK's OTLP/HTTP protobuf span exporter, as every destination uses it."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter(endpoint=url, headers=headers, timeout=export_timeout(config), session=session)

@@ -93,7 +93,6 @@ class DaemonEmitter:
         self.sender.submit(entity)
 
     def send(self, entity) -> None:
-        """Serialize one segment and send it as one datagram (on the sender thread)."""
         document = entity.serialize()
         if len(document) > MAX_DOCUMENT_BYTES:  # the SDK escapes non-ASCII: characters are bytes
             raise ValueError(f"a {len(document)}-character document is over X-Ray's 64 kB")
@@ -119,11 +118,7 @@ def _finite(value) -> bool:
 
 
 class SubsegmentProcessor(SpanProcessor):
-    """Mirrors the spans of a sampled segment's request as its subsegments.
-
-    `open` holds the segments and subsegments in progress by span id: a span of a request X-Ray
-    does not sample costs one dictionary lookup.
-    """
+    """Mirrors the spans of a sampled segment's request as its subsegments (`open`: those in progress)."""
 
     def __init__(self, database_url: str, database_user: str):
         # The connection instrumentation puts no server address on its spans; the app has one database.
@@ -132,7 +127,6 @@ class SubsegmentProcessor(SpanProcessor):
         self.open: dict[int, object] = {}
 
     def on_start(self, span: Span, parent_context=None) -> None:
-        """Open a subsegment under the parent span's segment or subsegment."""
         parent = span.parent
         entity = self.open.get(parent.span_id) if parent is not None else None
         if entity is None or not entity.in_progress:

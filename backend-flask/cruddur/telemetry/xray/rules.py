@@ -19,18 +19,9 @@ DEFAULT_RULE_FILES = (RULES_DIR / "xray.json", RULES_DIR / "xray-health-check.js
 # The X-Ray service's own "Default" rule (and the SDK's built-in local default): 1/s, then 5%.
 FALLBACK_DEFAULT = {"fixed_target": 1, "rate": 0.05}
 
-_REQUIRED = {
-    "ResourceARN": str,
-    "Priority": int,
-    "FixedRate": (int, float),
-    "ReservoirSize": int,
-    "ServiceName": str,
-    "ServiceType": str,
-    "Host": str,
-    "HTTPMethod": str,
-    "URLPath": str,
-    "Version": int,
-}
+_STRINGS = ("ResourceARN", "ServiceName", "ServiceType", "Host", "HTTPMethod", "URLPath")
+_NUMBERS = {"Priority": int, "ReservoirSize": int, "Version": int, "FixedRate": (int, float)}
+_REQUIRED = {**dict.fromkeys(_STRINGS, str), **_NUMBERS}  # every field the API requires, by type
 # Inclusive bounds from the X-Ray API reference (Version 1 is the only version it defines).
 _RANGES = {
     "FixedRate": (0, 1, "between 0 and 1"),
@@ -72,10 +63,9 @@ def read_api_rule(path: str | Path) -> dict:
 
 
 def local_rules_from_api_rules(rules: list[dict], service_name: str | None = None) -> dict:
-    """Convert API SamplingRules to the SDK's local rules (version 2), in X-Ray's priority order.
+    """The SDK's local rules (version 2) of the SamplingRules for `service_name`, by X-Ray's priority.
 
-    Only rules whose ServiceName matches `service_name` (when given) apply. The first catch-all
-    rule becomes the default; rules after it could never match and are dropped.
+    The first catch-all rule becomes the default; rules after it could never match.
     """
     applicable = [r for r in rules if service_name is None or wildcard_match(r["ServiceName"], service_name)]
     local_rules = []
