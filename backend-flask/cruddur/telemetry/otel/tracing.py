@@ -7,6 +7,7 @@ BatchSpanProcessor behind our counting wrappers (the health check's numbers), fl
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import sys
@@ -200,16 +201,13 @@ def add_destination(app: Flask, provider: TracerProvider, exporter: SpanExporter
     on_shutdown(app, 10, status.name, processor.shutdown_within)
 
 
-def _connection_instrumentor(provider: TracerProvider):
-    def instrument(conn):
-        """Every statement of this connection becomes a span (the maintained instrumentations)."""
-        if isinstance(conn, sqlite3.Connection):
-            return SQLite3Instrumentor.instrument_connection(conn, tracer_provider=provider)
-        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor  # imports psycopg: PostgreSQL only
+def instrument_connection(provider: TracerProvider, conn):
+    """Every statement of this connection becomes a span (the maintained instrumentations)."""
+    if isinstance(conn, sqlite3.Connection):
+        return SQLite3Instrumentor.instrument_connection(conn, tracer_provider=provider)
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor  # imports psycopg: PostgreSQL only
 
-        return PsycopgInstrumentor.instrument_connection(conn, tracer_provider=provider)
-
-    return instrument
+    return PsycopgInstrumentor.instrument_connection(conn, tracer_provider=provider)
 
 
 def record_enduser(_app: Flask, handle: str, cognito_user_id: str | None, **_identity) -> None:
@@ -227,7 +225,7 @@ def init_app(app: Flask) -> bool:
         add_destination(app, provider, exporter, status)
     app.extensions["cruddur.tracer_provider"] = provider
     app.extensions[TRACER] = provider.get_tracer("cruddur")
-    app.extensions["cruddur.instrument_connection"] = _connection_instrumentor(provider)
+    app.extensions["cruddur.instrument_connection"] = functools.partial(instrument_connection, provider)
     propagation.install(app)
     set_global_response_propagator(TraceResponsePropagator())
     # Its hooks go in before X-Ray's, which read the request's span. Without a MeterProvider, no-op

@@ -161,13 +161,6 @@ class SubsegmentProcessor(SpanProcessor):
         return True  # subsegments travel with their segment
 
 
-class XRayNaming(DefaultDynamicNaming):
-    """AWS_XRAY_URL dynamic naming, with the Host a caller sent made into a name X-Ray accepts."""
-
-    def get_name(self, host_name):
-        return xray_name(super().get_name(host_name or ""))
-
-
 def follow_opentelemetry(span, status: IntegrationStatus) -> tuple[str, str | None, bool | None]:
     """(X-Ray trace id, parent id, decision) that make the segment follow OpenTelemetry's span.
 
@@ -211,7 +204,9 @@ class SegmentHooks:
         if not ctx.is_valid:
             return  # a URL OpenTelemetry excludes: X-Ray leaves it out as well
         root, parent_id, decision = follow_opentelemetry(span, self.status)
-        name = self.naming.get_name(request.host) if self.naming and decision is not False else self.recorder.service
+        name = self.recorder.service
+        if self.naming and decision is not False:  # AWS_XRAY_URL: the Host a caller sent, made valid
+            name = xray_name(self.naming.get_name(request.host))
         if decision is None:
             rule = {"host": request.host, "method": request.method, "path": request.path, "service": name}
             decision = self.recorder.sampler.should_trace(rule)  # a rule's name, or a bool
@@ -272,20 +267,6 @@ def _sampling_rules(service_name: str) -> tuple[dict | None, str]:
     return load_local_sampling_rules(*present, service_name=service_name), "aws/json/xray.json"
 
 
-def _recorder(config: Config, emitter: DaemonEmitter, rules: dict | None) -> AWSXRayRecorder:
-    recorder = AWSXRayRecorder()
-    recorder.configure(
-        service=xray_name(config.service_name),
-        daemon_address=config.xray_daemon_address,
-        context_missing="IGNORE_ERROR",  # no segment (a thread of our own, a CLI command) is normal here
-        sampling=True,
-        sampling_rules=rules,
-        plugins=(),
-        emitter=emitter,
-    )
-    return recorder
-
-
 def init_app(app: Flask) -> bool:
     """Open an X-Ray segment per sampled request, sent to the daemon at AWS_XRAY_DAEMON_ADDRESS."""
     config: Config = app.extensions["cruddur.config"]
@@ -293,7 +274,16 @@ def init_app(app: Flask) -> bool:
     try:
         rules, rules_source = _sampling_rules(config.service_name)
         emitter = DaemonEmitter(config.xray_daemon_address, status)
-        recorder = _recorder(config, emitter, rules)
+        recorder = AWSXRayRecorder()
+        recorder.configure(
+            service=xray_name(config.service_name),
+            daemon_address=config.xray_daemon_address,
+            context_missing="IGNORE_ERROR",  # no segment (a thread of our own, a CLI command) is normal here
+            sampling=True,
+            sampling_rules=rules,
+            plugins=(),
+            emitter=emitter,
+        )
     except (ValueError, OSError) as error:
         return disabled(app, NAME, f"misconfigured: {error}", log)
     status.reason += f"; local sampling rules from {rules_source}, centralized rules from the daemon"
@@ -303,7 +293,7 @@ def init_app(app: Flask) -> bool:
     status.count(REROOTED, 0)
     database = app.extensions.get("cruddur.database")
     subsegments = SubsegmentProcessor(database.redacted if database else "", database.user if database else "")
-    naming = XRayNaming(config.xray_url, recorder.service) if config.xray_url else None
+    naming = DefaultDynamicNaming(config.xray_url, recorder.service) if config.xray_url else None
     hooks = SegmentHooks(recorder, status, subsegments.open, naming)
     # After OpenTelemetry's hooks (registered first), so the server span is current.
     app.before_request(containment.hook(hooks.begin, "X-Ray segment start"))

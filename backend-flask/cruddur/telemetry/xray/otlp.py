@@ -18,7 +18,6 @@ from ..otel.tracing import add_destination, otlp_exporter
 
 log = logging.getLogger(__name__)
 NAME = "xray"
-TRACES_PATH = "/v1/traces"
 
 
 def init_app(app: Flask) -> bool:
@@ -28,7 +27,7 @@ def init_app(app: Flask) -> bool:
     if why_not:
         return disabled(app, NAME, f"CRUDDUR_XRAY_TRANSPORT=otlp, but {why_not}", log)
     status = IntegrationStatus(NAME, True, f"OTLP/HTTP spans to X-Ray in {region}, SigV4-signed")
-    exporter = otlp_exporter(config, endpoint + TRACES_PATH, {}, session=signed_session("xray", region))
+    exporter = otlp_exporter(config, endpoint + "/v1/traces", {}, session=signed_session("xray", region))
     add_destination(app, app.extensions["cruddur.tracer_provider"], exporter, status)
     register(app, status)
     return announce(log, status)
