@@ -44,8 +44,7 @@ def build_handler(app: Flask, region: str) -> CloudWatchQueueHandler:
 
 
 class BackgroundClient:
-    """The client `build()` makes, on a thread of its own while the worker starts (botocore's model
-    takes ~100 ms of GIL, and credentials may ask instance metadata); watchtower's first call waits."""
+    """The client `build()` makes on its own thread at startup (~100 ms of GIL); the first call waits."""
 
     def __init__(self, build):
         self._build, self._client, self._lock = build, None, threading.Lock()

@@ -51,8 +51,7 @@ class SigV4RequestAuth(requests.auth.AuthBase):
 def signed_session(service: str, region: str) -> requests.Session:
     """A `requests` session whose every request is SigV4-signed for `service` in `region`.
 
-    botocore's DEBUG records are kept out, whatever the root level: `botocore.auth` logs the string
-    to sign and the signature, `botocore.endpoint` every request with its credential headers.
+    botocore's DEBUG records are kept out, whatever the root level: they hold signatures and tokens.
     """
     botocore_logger = logging.getLogger("botocore")
     if botocore_logger.level < logging.INFO:
@@ -65,9 +64,7 @@ def signed_session(service: str, region: str) -> requests.Session:
 def resolve(service_id: str, fallback_region: str = "") -> tuple[str, str, str]:
     """(endpoint base URL, region, "") as boto3 would resolve them for `service_id`, or ("", "", why not).
 
-    A configured endpoint (AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL, the config file), else
-    `https://<service>.<region>.amazonaws.com`. No credentials, network or service model (a client
-    would load one: tens of milliseconds per worker).
+    No credentials, network or service model (a client would load one: tens of ms per worker).
     """
     try:
         session = botocore.session.Session()

@@ -69,8 +69,7 @@ def init_app(app: Flask) -> bool:
         status, endpoint=url, headers=config.metrics_headers, timeout=EXPORT_TIMEOUT_SECONDS
     )
     reader = PeriodicExportingMetricReader(exporter)
-    # Our shutdown flushes within gunicorn's graceful timeout; the SDK's atexit hook would not.
-    # No exemplars: offering each sampled request's trace to a reservoir was a fifth of the
+    # Our shutdown is bounded, the SDK's atexit hook is not. No exemplars: they were a fifth of the
     # recording cost, and the traces are a query away in the same tool.
     provider = MeterProvider(
         resource=resource,

@@ -29,7 +29,6 @@ from ..core.containment import ContainedSpanProcessor, Containment
 from ..core.shutdown import min_share, on_shutdown
 from ..core.status import IntegrationStatus, announce, register
 from . import propagation
-from .propagation import RootAdoptingIdGenerator
 from .sampling import build_sampler
 from .spans import TRACER
 
@@ -45,10 +44,8 @@ def export_timeout(config: Config) -> float:
 
 
 class CountingExporter(SpanExporter):
-    """Counts, once per span, what the wrapped exporter delivered (`sent`) or lost (`dropped`).
-
-    Once `gave_up` (shutdown ran out of time and counted what waited as dropped), nothing more is.
-    """
+    """Counts, once per span, what the wrapped exporter delivered or lost; nothing more once `gave_up`
+    (shutdown ran out of time and counted what waited as dropped)."""
 
     def __init__(self, exporter: SpanExporter, status: IntegrationStatus):
         self.exporter = exporter
@@ -128,8 +125,7 @@ class CountingSpanProcessor(SpanProcessor):
     def shutdown_within(self, seconds: float) -> None:
         """Export what is queued within `seconds`, then stop; what is left is counted as dropped, logged once.
 
-        On a thread of its own: the SDK's force_flush ignores its timeout, and an export in flight
-        waits for its answer.
+        On a thread: the SDK's force_flush ignores its timeout, an export in flight waits for its answer.
         """
         with self.exporter.lock:
             self.closed = True
@@ -173,7 +169,7 @@ def build_provider(config: Config) -> TracerProvider:
     # Our shutdown is bounded; the SDK's atexit hook would wait up to 30 s per processor.
     return TracerProvider(
         resource=service_resource(config, {"deployment.environment": config.env}),
-        id_generator=RootAdoptingIdGenerator(),
+        id_generator=propagation.RootAdoptingIdGenerator(),
         sampler=build_sampler(config.traces_sampler, config.traces_sampler_arg),
         shutdown_on_exit=False,
     )
@@ -228,8 +224,7 @@ def init_app(app: Flask) -> bool:
     app.extensions["cruddur.instrument_connection"] = functools.partial(instrument_connection, provider)
     propagation.install(app)
     set_global_response_propagator(TraceResponsePropagator())
-    # Its hooks go in before X-Ray's, which read the request's span. Without a MeterProvider, no-op
-    # instruments: they cost less than the API's proxies that record and throw away.
+    # Before X-Ray's hooks, which read the request's span. No-op instruments cost less than the API's proxies.
     FlaskInstrumentor().instrument_app(
         app,
         tracer_provider=provider,

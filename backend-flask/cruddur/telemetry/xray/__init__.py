@@ -10,6 +10,8 @@ import logging
 
 from flask import Flask
 
+from .. import disabled
+
 NAME = "xray"
 log = logging.getLogger(__name__)
 
@@ -25,8 +27,6 @@ def init_app(app: Flask) -> bool:
 
         return otlp.init_app(app)
     if not config.xray_daemon_address:
-        from .. import disabled
-
         return disabled(app, NAME, "AWS_XRAY_DAEMON_ADDRESS is not set", log)
     from . import daemon
 

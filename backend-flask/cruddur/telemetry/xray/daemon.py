@@ -42,8 +42,7 @@ log = logging.getLogger(__name__)
 NAME = "xray"
 REQUEST_KEY = "cruddur.xray"  # in the WSGI environ: (X-Ray trace id, the segment or None)
 REROOTED = "rerooted"  # the health-check counter
-# X-Ray's segment document rules (developer guide, "Segment documents"): names of up to 200 of
-# these characters, alphanumeric annotation keys, documents of up to 64 kB.
+# X-Ray's segment document limits (developer guide, "Segment documents").
 MAX_NAME_CHARS = 200
 MAX_DOCUMENT_BYTES = 64_000
 MAX_QUEUED_SEGMENTS = 1000
@@ -75,8 +74,7 @@ def udp_address(value: str) -> tuple[str, int]:
 
 
 class DaemonEmitter:
-    """The recorder's emitter (UDPEmitter's interface): a sender thread serializes and sends each
-    finished segment to the daemon, counted as sent, or failed and dropped."""
+    """The recorder's emitter (UDPEmitter's interface): segments sent and counted on a sender thread."""
 
     def __init__(self, daemon_address: str, status: IntegrationStatus):
         self.address = udp_address(daemon_address)
@@ -100,8 +98,7 @@ class DaemonEmitter:
 
 
 def sql_block(attributes, database_url: str, database_user: str) -> dict:
-    """X-Ray's `sql` of a statement span: the query with its placeholders (values are never in it),
-    the database type, and the app's database URL (without the password) and user."""
+    """X-Ray's `sql`: the query with its placeholders (never values), the database, its URL and user."""
     system = attributes.get("db.system")
     sql = {"sanitized_query": attributes["db.statement"], "database_type": DATABASE_TYPES.get(system, system)}
     if database_url:
@@ -164,8 +161,7 @@ class SubsegmentProcessor(SpanProcessor):
 def follow_opentelemetry(span, status: IntegrationStatus) -> tuple[str, str | None, bool | None]:
     """(X-Ray trace id, parent id, decision) that make the segment follow OpenTelemetry's span.
 
-    The decision: False when OpenTelemetry does not record, True when the caller decided "sampled",
-    None when OpenTelemetry recorded by local decision (X-Ray's rules then decide).
+    The decision: False (OpenTelemetry does not record), True (the caller sampled), None (X-Ray's rules).
     """
     ctx = span.get_span_context()
     parent = getattr(span, "parent", None)
@@ -181,11 +177,6 @@ def follow_opentelemetry(span, status: IntegrationStatus) -> tuple[str, str | No
     set_rerooted_xray_id(root)
     status.count(REROOTED)
     return root, None, sampled
-
-
-def _peer_address() -> str | None:
-    """The address of the connection's peer, before ProxyFix read X-Forwarded-For (werkzeug keeps it)."""
-    return request.environ.get("werkzeug.proxy_fix.orig", request.environ).get("REMOTE_ADDR")
 
 
 class SegmentHooks:
@@ -218,9 +209,11 @@ class SegmentHooks:
         segment.put_http_meta(http.URL, request.base_url)
         segment.put_http_meta(http.METHOD, request.method)
         segment.put_http_meta(http.USER_AGENT, request.headers.get("User-Agent"))
-        # request.remote_addr is the peer, or the entry of X-Forwarded-For that CRUDDUR_TRUSTED_PROXIES trusts.
+        # request.remote_addr is the peer, or the entry of X-Forwarded-For that CRUDDUR_TRUSTED_PROXIES trusts;
+        # werkzeug keeps the peer's own address for ProxyFix.
         segment.put_http_meta(http.CLIENT_IP, request.remote_addr)
-        if request.remote_addr != _peer_address():
+        peer = request.environ.get("werkzeug.proxy_fix.orig", request.environ).get("REMOTE_ADDR")
+        if request.remote_addr != peer:
             segment.put_http_meta(http.X_FORWARDED_FOR, True)
         if rerooted_xray_id():
             segment.put_annotation("otel_trace_id", format(ctx.trace_id, "032x"))

@@ -1,7 +1,6 @@
 """AWS X-Ray over OTLP (CRUDDUR_XRAY_TRANSPORT=otlp): the OpenTelemetry spans, SigV4-signed, to X-Ray.
 
-The spans that go to Honeycomb also go to X-Ray's `/v1/traces` through a second batch processor
-(its own queue, thread and counters), so the sampling decision is OpenTelemetry's. No X-Ray SDK.
+A second batch processor (its own queue, thread and counters): the decision is OpenTelemetry's.
 """
 
 from __future__ import annotations

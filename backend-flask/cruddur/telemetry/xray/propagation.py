@@ -22,8 +22,7 @@ from ..core.context import rerooted_xray_id
 from ..otel.propagation import add_propagator, adopt_trace_id, with_caller_decision
 
 XRAY_HEADER = "X-Amzn-Trace-Id"
-# Longer headers are not read: a real one (Root, Parent, Sampled, a few Self/Lineage fields) is far
-# shorter, and the parsing cost of a caller's junk stays bounded.
+# Longer headers are not read (a real one is far shorter): parsing a caller's junk costs bounded time.
 MAX_XRAY_HEADER_CHARS = 1024
 _ROOT = re.compile(r"1-([0-9a-fA-F]{8})-([0-9a-fA-F]{24})")
 _SPAN_ID = re.compile(r"[0-9a-fA-F]{16}")
@@ -40,10 +39,9 @@ class XRayHeader:
 
 
 def parse_xray_header(value: str | None) -> XRayHeader | None:
-    """The header's Root, Parent and Sampled, or None when it has no valid Root or is malformed.
+    """The header's Root, Parent and Sampled, or None when it is malformed (a new trace starts then).
 
-    Keys are case-sensitive, as in the X-Ray SDKs; other keys (Self, Lineage...) are ignored. A part
-    without `=`, a repeated key or an invalid value makes the header unreadable: a new trace starts.
+    Keys are case-sensitive, as in the X-Ray SDKs; other keys (Self, Lineage...) are ignored.
     """
     if not value or len(value) > MAX_XRAY_HEADER_CHARS:
         return None

@@ -1,9 +1,8 @@
 """X-Ray sampling rules: the API documents in aws/json/ turned into the SDK's local rules.
 
-`aws/json/xray*.json` are `aws xray create-sampling-rule --cli-input-json` inputs, so one file both
-provisions the centralized rule and drives the SDK's local sampler. Local rules match only host,
-method and path; ServiceName picks this service's rules; ServiceType, ResourceARN and Attributes
-are ignored.
+`aws/json/xray*.json` are `aws xray create-sampling-rule --cli-input-json` inputs: one file both
+provisions the centralized rule and drives the local sampler, which matches only host, method and
+path (ServiceName picks this service's rules; ServiceType, ResourceARN and Attributes are ignored).
 """
 
 from __future__ import annotations
@@ -53,8 +52,7 @@ def api_rule_errors(rule: object) -> list[str]:
 
 def read_api_rule(path: str | Path) -> dict:
     """The SamplingRule object of one `create-sampling-rule` input file; ValueError if invalid."""
-    with open(path, encoding="utf-8") as f:
-        doc = json.load(f)
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
     rule = doc.get("SamplingRule") if isinstance(doc, dict) else None
     errors = api_rule_errors(rule) if rule is not None else ['missing "SamplingRule"']
     if errors:
