@@ -13,7 +13,9 @@ import threading
 
 from flask import Flask
 
+from .. import disabled
 from ..core.log_limits import RateLimitedWarning
+from ..core.shutdown import on_shutdown
 from ..core.status import IntegrationStatus, announce, register
 
 NAME = "cloudwatch"
@@ -28,22 +30,31 @@ log = logging.getLogger(__name__)
 
 
 def init_app(app: Flask) -> bool:
-    """The transport CRUDDUR_CLOUDWATCH_TRANSPORT names."""
+    """Ship every log line to CLOUDWATCH_LOG_GROUP by the transport CRUDDUR_CLOUDWATCH_TRANSPORT names."""
     config = app.extensions["cruddur.config"]
     if not config.cloudwatch_log_group:
-        return report(app, "CLOUDWATCH_LOG_GROUP is not set", on=False).enabled
+        return disabled(app, NAME, "CLOUDWATCH_LOG_GROUP is not set", log)
+    from ..otel.aws import resolve
+
+    endpoint, region, why_not = resolve("logs", config.aws_region)
+    if why_not:
+        return disabled(app, NAME, f"CLOUDWATCH_LOG_GROUP is set, but {why_not}", log)
     if config.cloudwatch_transport == "otlp":
         from . import otlp
 
-        return otlp.init_app(app)
-    from . import api
+        handler = otlp.build_handler(app, endpoint, region)
+    else:
+        from . import api
 
-    return api.init_app(app)
+        handler = api.build_handler(app, region)
+    logging.getLogger().addHandler(handler)
+    app.extensions["cruddur.cloudwatch"] = handler
+    on_shutdown(app, priority=90, name=NAME, flush=handler.shutdown)  # last: ships the others' lines
+    return True
 
 
-def report(app: Flask, reason: str, on: bool = True) -> IntegrationStatus:
-    """Register the integration's status and say once whether it is on, and why."""
-    status = IntegrationStatus(NAME, on, reason)
+def report(app: Flask, reason: str) -> IntegrationStatus:
+    status = IntegrationStatus(NAME, True, reason)
     register(app, status)
     announce(log, status)
     return status
@@ -58,6 +69,15 @@ def stream_name(prefix: str, pid: int | str | None = None) -> str:
     """This worker's log stream, `<service>/<host>/<pid>` (CloudWatch refuses `:` and `*`)."""
     host = socket.gethostname().replace(":", "_").replace("*", "_")
     return f"{prefix}/{host}/{os.getpid() if pid is None else pid}"
+
+
+def logs_client(region: str, attempts: int):
+    """A boto3 CloudWatch Logs client that fails fast: a blackhole must not hold a sender for minutes."""
+    import boto3
+    from botocore.config import Config
+
+    timeouts = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": attempts})
+    return boto3.session.Session(region_name=region).client("logs", config=timeouts)
 
 
 def create_destination(client, group: str, stream: str) -> None:
@@ -100,7 +120,6 @@ class Backlog:
         status.set_queue_probe(self.queued)
 
     def queued(self) -> int:
-        """Lines accepted and not yet sent or dropped."""
         return self._accepted - self._settled
 
     def admit(self) -> bool:

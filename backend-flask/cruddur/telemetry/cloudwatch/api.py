@@ -1,9 +1,8 @@
 """CloudWatch Logs through a stock `watchtower.CloudWatchLogHandler` (PutLogEvents).
 
-The request thread formats the line and queues it (`QueueHandler`); a `QueueListener` hands it to
-watchtower, which batches and sends on its own thread. The Backlog bounds what waits on the way
-(watchtower's queue is unbounded); botocore's events on watchtower's client settle it. The client,
-the group and the stream are made on a background thread: never on a request or in create_app.
+The request thread formats and queues the line; a `QueueListener` hands it to watchtower, which
+sends on its own thread. The Backlog bounds what waits (watchtower's queue is unbounded), botocore's
+events on watchtower's client settle it. The client, group and stream are made in the background.
 """
 
 from __future__ import annotations
@@ -16,21 +15,16 @@ import warnings
 
 from flask import Flask
 
-from ..core.shutdown import on_shutdown
-from ..otel.aws import resolve
-from . import Backlog, ShippingHandler, create_destination, error_code, report, stream_name
+from . import Backlog, ShippingHandler, create_destination, error_code, logs_client, report, stream_name
 
 SEND_INTERVAL_SECONDS = 2.5  # watchtower sends a batch at least this often
 PUT_LOG_EVENTS = "cloudwatch-logs.PutLogEvents"  # botocore's event name for the call
 
 
-def init_app(app: Flask) -> bool:
-    """Ship every log line to CLOUDWATCH_LOG_GROUP through watchtower. Returns whether it is on."""
+def build_handler(app: Flask, region: str) -> CloudWatchQueueHandler:
+    """The root logger's handler, shipping to CLOUDWATCH_LOG_GROUP through watchtower."""
     config = app.extensions["cruddur.config"]
     group = config.cloudwatch_log_group
-    _endpoint, region, why_not = resolve("logs", config.aws_region)
-    if not region:
-        return report(app, f"CLOUDWATCH_LOG_GROUP is set, but {why_not}", on=False).enabled
     status = report(app, f"log group {group} in {region}, one stream per worker")
 
     import watchtower
@@ -46,16 +40,11 @@ def init_app(app: Flask) -> bool:
         create_log_group=False,  # no AWS call here: Deliveries makes both on the client's thread
         create_log_stream=False,  # watchtower's drops lines, uncounted, while it makes one
     )
-    handler = CloudWatchQueueHandler(cloudwatch, deliveries)
-    logging.getLogger().addHandler(handler)
-    app.extensions["cruddur.cloudwatch"] = handler
-    on_shutdown(app, priority=90, name="cloudwatch", flush=handler.shutdown)  # last: ships the others' lines
-    return True
+    return CloudWatchQueueHandler(cloudwatch, deliveries)
 
 
 class BackgroundClient:
-    """The client `build()` makes, on a thread of its own while the worker starts (botocore's model
-    takes ~100 ms of GIL, and credentials may ask instance metadata); watchtower's first call waits."""
+    """The client `build()` makes on its own thread at startup (~100 ms of GIL); the first call waits."""
 
     def __init__(self, build):
         self._build, self._client, self._lock = build, None, threading.Lock()
@@ -79,12 +68,7 @@ class Deliveries:
         self.batch: list | None = None  # the batch watchtower is sending, until it is accepted
 
     def build_client(self):
-        import boto3
-        from botocore.config import Config
-
-        # Fail fast (a blackhole must not hold the sender for minutes); watchtower retries a batch itself.
-        timeouts = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 1})
-        self.client = boto3.session.Session(region_name=self.region).client("logs", config=timeouts)
+        self.client = logs_client(self.region, attempts=1)  # watchtower retries a batch itself
         self.client.meta.events.register(f"before-parameter-build.{PUT_LOG_EVENTS}", self.before_put)
         self.client.meta.events.register(f"after-call.{PUT_LOG_EVENTS}", self.after_put)
         self.client.meta.events.register(f"after-call-error.{PUT_LOG_EVENTS}", self.put_failed)
@@ -135,7 +119,6 @@ class CloudWatchQueueHandler(ShippingHandler, logging.handlers.QueueHandler):
         self.listener.start()
 
     def enqueue(self, record: logging.LogRecord) -> None:
-        """Queue the record, or count it as dropped when the Backlog is full."""
         if self.backlog.admit():
             self.queue.put_nowait(record)
 

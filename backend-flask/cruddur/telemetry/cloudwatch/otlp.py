@@ -1,9 +1,8 @@
 """CloudWatch Logs over OTLP (CRUDDUR_CLOUDWATCH_TRANSPORT=otlp), with the OpenTelemetry logs SDK.
 
-Each JSON line becomes a log record: `message` the body, the level the severity, the other fields
-attributes, the current span's ids its trace fields. A `BatchLogRecordProcessor` sends them with
-`OTLPLogExporter` to `<endpoint>/v1/logs`, SigV4-signed, with `x-aws-log-group` and `x-aws-log-stream`.
-That endpoint writes only to an existing group and stream: `CountingExporter` makes both first.
+Each JSON line becomes a log record (`message` the body, the other fields attributes), sent
+SigV4-signed to `<endpoint>/v1/logs` with `x-aws-log-group` and `x-aws-log-stream`. That endpoint
+writes only to an existing group and stream: `CountingExporter` makes both first.
 """
 
 from __future__ import annotations
@@ -13,12 +12,15 @@ import logging
 
 from flask import Flask
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
 
-from ..core.shutdown import on_shutdown
-from ..otel.aws import LOGS_SIGNING_NAME, quiet_signature_logging, resolve, signed_session
-from . import Backlog, ShippingHandler, create_destination, error_code, report, stream_name
+from ..otel.aws import signed_session
+from ..otel.tracing import service_resource
+from . import Backlog, ShippingHandler, create_destination, error_code, logs_client, report, stream_name
 
 SEND_INTERVAL_SECONDS = 5.0
 EXPORT_TIMEOUT_SECONDS = 5.0  # one export, retries included: a blackhole holds it for seconds, not minutes
@@ -31,23 +33,14 @@ SEVERITY = (
 )
 
 
-def init_app(app: Flask) -> bool:
-    """Ship every log line to CLOUDWATCH_LOG_GROUP over OTLP. Returns whether it is on."""
+def build_handler(app: Flask, endpoint: str, region: str) -> OTLPLogHandler:
+    """The root logger's handler, shipping to CLOUDWATCH_LOG_GROUP over OTLP."""
     config = app.extensions["cruddur.config"]
     group = config.cloudwatch_log_group
-    endpoint, region, why_not = resolve("logs", config.aws_region)
-    if not endpoint:
-        return report(app, f"CLOUDWATCH_LOG_GROUP is set, but {why_not}", on=False).enabled
     status = report(app, f"OTLP log records to log group {group} in {region}, one stream per worker")
 
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-    from opentelemetry.sdk.resources import Resource
-
-    quiet_signature_logging()
     backlog, stream = Backlog(status), stream_name(config.service_name)
-    session = signed_session(LOGS_SIGNING_NAME, region)
+    session = signed_session("logs", region)
     headers = {"x-aws-log-group": group, "x-aws-log-stream": stream}
     otlp = OTLPLogExporter(f"{endpoint}/v1/logs", headers=headers, timeout=EXPORT_TIMEOUT_SECONDS, session=session)
     # The Backlog admits at most max_queue_size records: the processor never drops one uncounted.
@@ -56,15 +49,9 @@ def init_app(app: Flask) -> bool:
         schedule_delay_millis=SEND_INTERVAL_SECONDS * 1000,
         max_queue_size=backlog.capacity,
     )
-    service = {"service.name": config.service_name, "service.version": config.code_version}
-    resource = Resource.create({**service, "deployment.environment.name": config.env})
-    provider = LoggerProvider(resource, shutdown_on_exit=False)  # our shutdown is bounded
+    provider = LoggerProvider(service_resource(config), shutdown_on_exit=False)  # our shutdown is bounded
     provider.add_log_record_processor(processor)
-    handler = OTLPLogHandler(provider, backlog)
-    logging.getLogger().addHandler(handler)
-    app.extensions["cruddur.cloudwatch"] = handler
-    on_shutdown(app, priority=90, name="cloudwatch", flush=handler.shutdown)  # last: ships the others' lines
-    return True
+    return OTLPLogHandler(provider, backlog)
 
 
 class OTLPLogHandler(ShippingHandler):
@@ -120,20 +107,14 @@ class CountingExporter(LogRecordExporter):
 
     def _send(self, batch, create: bool) -> LogRecordExportResult:
         if create:
-            import boto3
-            from botocore.config import Config
-
             region, group, stream = self.destination
-            timeouts = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 2})
-            create_destination(boto3.session.Session(region_name=region).client("logs", config=timeouts), group, stream)
+            create_destination(logs_client(region, attempts=2), group, stream)
             self.ready = True
         self.answer = None
         return self.exporter.export(batch)
 
     def export(self, batch) -> LogRecordExportResult:
         """Export one batch; count it as sent, refused (a `partialSuccess`) or dropped."""
-        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-
         try:
             result = self._send(batch, create=not self.ready)
             if result is not LogRecordExportResult.SUCCESS and self._error() == "ResourceNotFoundException":

@@ -1,7 +1,6 @@
-"""OpenTelemetry: the request's trace context always; spans exported over OTLP/HTTP when configured.
+"""OpenTelemetry: the request's trace context always; spans and metrics over OTLP/HTTP when configured.
 
-`tracing` holds the provider and FlaskInstrumentor wiring, `metrics` the request metrics; both
-import the SDK only when `init_app` runs.
+`tracing` and `metrics` import the SDK only when `init_app` runs.
 """
 
 from __future__ import annotations

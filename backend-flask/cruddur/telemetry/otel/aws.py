@@ -1,16 +1,8 @@
 """AWS's OTLP endpoints (X-Ray traces, CloudWatch Logs): where they are and how requests are signed.
 
-Both take OTLP/HTTP protobuf signed with Signature Version 4: service `xray` for
-`https://xray.<region>.amazonaws.com/v1/traces`, service `logs` for
-`https://logs.<region>.amazonaws.com/v1/logs`. The endpoint, region and credentials come from
-botocore's standard resolution (`AWS_ENDPOINT_URL_XRAY`, `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`,
-`AWS_ENDPOINT_URL`, `AWS_DEFAULT_REGION`, the default credential chain), so what works for boto3
-works here.
-
-Signing is a `requests` auth hook: it runs when `requests` has prepared the request, so it signs
-exactly the headers and body bytes that go out (compressed or not), and it runs on the exporter's
-own thread. Credentials are resolved there on first use (never on the startup path: the chain may
-ask instance metadata) and refreshed by botocore when they are temporary.
+The endpoint, region and credentials come from botocore's standard resolution, so what works for
+boto3 works here. Signing is a `requests` auth hook: it signs exactly the bytes that go out, on the
+exporter's thread, where credentials are first resolved (the chain may ask instance metadata).
 """
 
 from __future__ import annotations
@@ -23,37 +15,25 @@ import requests
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.configprovider import ConfiguredEndpointProvider
-
-log = logging.getLogger(__name__)
-
-XRAY_SIGNING_NAME = "xray"
-LOGS_SIGNING_NAME = "logs"
-
-
-class NoCredentials(Exception):
-    """The default credential chain found nothing to sign with."""
+from botocore.exceptions import NoCredentialsError
 
 
 class SigV4RequestAuth(requests.auth.AuthBase):
     """Signs each prepared request with SigV4 for one service and region (botocore's signer)."""
 
-    def __init__(self, session: botocore.session.Session, service: str, region: str):
-        self.session = session
+    def __init__(self, service: str, region: str):
+        self.session = botocore.session.Session()
         self.service = service
         self.region = region
         self._credentials = None
         self._lock = threading.Lock()
-
-    def credentials(self):
-        """The credentials to sign with, frozen (resolved through the default chain on first use)."""
-        return self._frozen_credentials()
 
     def _frozen_credentials(self):
         with self._lock:
             if self._credentials is None:
                 self._credentials = self.session.get_credentials()
             if self._credentials is None:
-                raise NoCredentials("no AWS credentials found by the default chain")
+                raise NoCredentialsError()
             # A consistent (key, secret, token) triple, refreshed first if it is about to expire.
             return self._credentials.get_frozen_credentials()
 
@@ -68,20 +48,23 @@ class SigV4RequestAuth(requests.auth.AuthBase):
         return prepared
 
 
-def signed_session(service: str, region: str, session: botocore.session.Session | None = None) -> requests.Session:
-    """A `requests` session whose every request is SigV4-signed for `service` in `region`."""
+def signed_session(service: str, region: str) -> requests.Session:
+    """A `requests` session whose every request is SigV4-signed for `service` in `region`.
+
+    botocore's DEBUG records are kept out, whatever the root level: they hold signatures and tokens.
+    """
+    botocore_logger = logging.getLogger("botocore")
+    if botocore_logger.level < logging.INFO:
+        botocore_logger.setLevel(logging.INFO)
     http = requests.Session()
-    http.auth = SigV4RequestAuth(session or botocore.session.Session(), service, region)
+    http.auth = SigV4RequestAuth(service, region)
     return http
 
 
 def resolve(service_id: str, fallback_region: str = "") -> tuple[str, str, str]:
     """(endpoint base URL, region, "") as boto3 would resolve them for `service_id`, or ("", "", why not).
 
-    A configured endpoint is found as boto3 finds it (AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL,
-    the config file's `services` section), else the regional one AWS documents for the OTLP
-    endpoints, `https://<service>.<region>.amazonaws.com`. No credential lookup, no network, and no
-    service model loaded (building a client would load one: tens of milliseconds per worker).
+    No credentials, network or service model (a client would load one: tens of ms per worker).
     """
     try:
         session = botocore.session.Session()
@@ -96,12 +79,3 @@ def resolve(service_id: str, fallback_region: str = "") -> tuple[str, str, str]:
         return "", "", f"botocore cannot resolve the endpoint ({type(error).__name__})"
     suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     return (configured or f"https://{service_id}.{region}.{suffix}").rstrip("/"), region, ""
-
-
-def quiet_signature_logging() -> None:
-    """Keep botocore's DEBUG records out, whatever the root level: `botocore.auth` logs the string to
-    sign and the signature, `botocore.endpoint` every request with its Authorization and
-    X-Amz-Security-Token headers."""
-    botocore_logger = logging.getLogger("botocore")
-    if botocore_logger.level < logging.INFO:
-        botocore_logger.setLevel(logging.INFO)

@@ -1,16 +1,8 @@
 """Request metrics (rate, errors, duration) over OTLP/HTTP, beside the traces.
 
-The Flask instrumentation records `http.server.request.duration` (a histogram in seconds, with
-`http.request.method`, `http.route`, `http.response.status_code`, `url.scheme`) and
-`http.server.active_requests` on every request. With an OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT,
-HONEYCOMB_API_KEY or OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) a MeterProvider with a periodic reader
-exports them every OTEL_METRIC_EXPORT_INTERVAL milliseconds (default 60 s) to `<endpoint>/v1/metrics`;
-without one the instrumentation records into the API's no-op meter and nothing is kept.
-
-The provider, its reader thread and its exporter are built by `init_app`, which gunicorn runs in
-each worker after the fork (the app is not preloaded): every worker exports its own series,
-told apart by `service.instance.id`. Honeycomb needs a dataset for metrics: HONEYCOMB_API_KEY sets
-`x-honeycomb-dataset: <service>-metrics` unless OTEL_EXPORTER_OTLP_METRICS_HEADERS names one.
+FlaskInstrumentor records `http.server.request.duration` and `http.server.active_requests`. With a
+metrics endpoint, each worker (built after gunicorn's fork) exports its own series, told apart by
+`service.instance.id`, every OTEL_METRIC_EXPORT_INTERVAL ms; without one nothing is kept.
 """
 
 from __future__ import annotations
@@ -23,18 +15,16 @@ from flask import Flask
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExportResult, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import Resource
 
 from ...config import Config
 from .. import disabled
 from ..core.shutdown import on_shutdown
 from ..core.status import IntegrationStatus, announce, register
+from .tracing import service_resource
 
 log = logging.getLogger(__name__)
 NAME = "metrics"
 EXPORT_TIMEOUT_SECONDS = 10
-# The instrumentations read their semantic-convention choice from the environment, once per process.
-SEMCONV_OPT_IN_VARIABLE = "OTEL_SEMCONV_STABILITY_OPT_IN"
 
 
 class CountingMetricExporter(OTLPMetricExporter):
@@ -45,23 +35,21 @@ class CountingMetricExporter(OTLPMetricExporter):
         self.status = status
 
     def export(self, metrics_data, timeout_millis: float | None = 10_000, **kwargs) -> MetricExportResult:
-        """Export one collection and count its data points."""
         points = sum(
             len(metric.data.data_points)
             for resource_metrics in metrics_data.resource_metrics
             for scope_metrics in resource_metrics.scope_metrics
             for metric in scope_metrics.metrics
         )
+        error: BaseException | str = "export failed"
         try:
             result = super().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
-        except Exception as error:  # an exporter bug must not kill the reader thread
-            self.status.record_error(error)
-            self.status.record_dropped(points)
-            return MetricExportResult.FAILURE
+        except Exception as raised:  # an exporter bug must not kill the reader thread
+            result, error = MetricExportResult.FAILURE, raised
         if result is MetricExportResult.SUCCESS:
             self.status.record_sent(points)
         else:
-            self.status.record_error("export failed")
+            self.status.record_error(error)
             self.status.record_dropped(points)
         return result
 
@@ -69,26 +57,19 @@ class CountingMetricExporter(OTLPMetricExporter):
 def init_app(app: Flask) -> bool:
     """Build this worker's MeterProvider when an endpoint is set. Returns whether export is on."""
     config: Config = app.extensions["cruddur.config"]
-    os.environ.setdefault(SEMCONV_OPT_IN_VARIABLE, config.semconv_stability_opt_in)
+    # The instrumentations read their semantic-convention choice from the environment, once per process.
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", config.semconv_stability_opt_in)
     url = config.metrics_url
     if not url:
         why = "OTEL_METRICS_EXPORTER=none" if config.metrics_exporter == "none" else "no OTLP endpoint"
         return disabled(app, NAME, why, log)
     status = IntegrationStatus(NAME, True, "HTTP server metrics over OTLP/HTTP, one series per worker")
-    resource = Resource.create(
-        {
-            "service.name": config.service_name,
-            "service.version": config.code_version,
-            "deployment.environment.name": config.env,
-            "service.instance.id": f"{socket.gethostname()}/{os.getpid()}",
-        }
-    )
+    resource = service_resource(config, {"service.instance.id": f"{socket.gethostname()}/{os.getpid()}"})
     exporter = CountingMetricExporter(
         status, endpoint=url, headers=config.metrics_headers, timeout=EXPORT_TIMEOUT_SECONDS
     )
     reader = PeriodicExportingMetricReader(exporter)
-    # Our shutdown flushes within gunicorn's graceful timeout; the SDK's atexit hook would not.
-    # No exemplars: offering each sampled request's trace to a reservoir was a fifth of the
+    # Our shutdown is bounded, the SDK's atexit hook is not. No exemplars: they were a fifth of the
     # recording cost, and the traces are a query away in the same tool.
     provider = MeterProvider(
         resource=resource,
@@ -97,7 +78,6 @@ def init_app(app: Flask) -> bool:
         exemplar_filter=AlwaysOffExemplarFilter(),
     )
     app.extensions["cruddur.meter_provider"] = provider
-    # The reader collects and exports one last time when it shuts down.
     on_shutdown(app, 20, NAME, lambda seconds: provider.shutdown(timeout_millis=seconds * 1000))
     register(app, status)
     return announce(log, status)

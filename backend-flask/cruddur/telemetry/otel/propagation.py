@@ -1,14 +1,9 @@
 """Continuing the caller's trace: W3C `traceparent` always, other header formats through one hook.
 
-`traceparent` is read first and wins. `add_propagator(app, propagator)` appends another header
-format (X-Ray's `X-Amzn-Trace-Id`, from the xray package) to extraction and injection. Such a
-propagator leaves a context that already names a trace alone (`names_a_trace`), and may:
-- record its header's sampling decision with `with_caller_decision` (True, False, or None for
-  "no decision": the local sampler decides);
-- for a header that names a trace but no parent span (an X-Ray `Root` alone, as load balancers
-  send), call `adopt_trace_id`: the id generator hands that id out as the request's trace id, so
-  the server span is the root of the caller's trace.
-`caller_decision` tells the sampler (and X-Ray) what the caller decided: one decision for all.
+`add_propagator(app, propagator)` appends another header format (X-Ray's, from the xray package);
+`traceparent` is read first and wins. Such a propagator may record its header's decision with
+`with_caller_decision`, and for a header that names a trace but no parent span, `adopt_trace_id`
+makes that id the request's trace id. `caller_decision` is then one decision for all.
 """
 
 from __future__ import annotations
@@ -17,7 +12,7 @@ import contextvars
 
 from flask import Flask
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator, default_getter
 from opentelemetry.sdk.extension.aws.trace import AwsXRayIdGenerator
@@ -33,17 +28,12 @@ class _Propagators(CompositePropagator):
     """W3C Trace Context and then the added formats; each extraction starts with no adopted trace id."""
 
     def extract(self, carrier, context=None, getter=default_getter):
-        """As CompositePropagator.extract, after forgetting an id a previous request did not use."""
         _adopted_trace_id.set(None)
         return super().extract(carrier, context, getter)
 
 
 def install(app: Flask) -> None:
-    """W3C Trace Context only (telemetry's first step); `add_propagator` adds the others.
-
-    The propagator is process-wide by design of the OpenTelemetry API (FlaskInstrumentor and the
-    requests instrumentation read the global one); the app that was built last sets it.
-    """
+    """W3C Trace Context only, until `add_propagator` adds others (process-wide: the app built last wins)."""
     app.extensions[EXTENSION] = []
     propagate.set_global_textmap(_Propagators([TraceContextTextMapPropagator()]))
 
@@ -53,11 +43,6 @@ def add_propagator(app: Flask, propagator: TextMapPropagator) -> None:
     added = app.extensions.setdefault(EXTENSION, [])
     added.append(propagator)
     propagate.set_global_textmap(_Propagators([TraceContextTextMapPropagator(), *added]))
-
-
-def names_a_trace(context: otel_context.Context | None) -> bool:
-    """Whether an earlier propagator (`traceparent`) already continued a trace in `context`."""
-    return trace.get_current_span(context).get_span_context().is_valid
 
 
 def with_caller_decision(context: otel_context.Context, decided: bool | None) -> otel_context.Context:
@@ -71,10 +56,7 @@ def adopt_trace_id(trace_id: int) -> None:
 
 
 def caller_decision(context: otel_context.Context | None, parent: SpanContext | None) -> bool | None:
-    """The caller's decision for a request: True (sampled), False (not sampled), None (none: decide locally).
-
-    `context` is the extracted (or current) context, `parent` the remote parent span context, if any.
-    """
+    """The caller's decision in `context` or its remote `parent`: True, False, or None (decide locally)."""
     recorded = otel_context.get_value(_CALLER_DECISION, context)
     if recorded is not None:
         return recorded[0]
@@ -87,7 +69,6 @@ class RootAdoptingIdGenerator(AwsXRayIdGenerator):
     """X-Ray-compatible ids (the first 8 hex digits are the epoch seconds); an adopted trace id first."""
 
     def generate_trace_id(self) -> int:
-        """The adopted trace id (once), else a new X-Ray-compatible one."""
         adopted = _adopted_trace_id.get()
         if adopted is not None:
             _adopted_trace_id.set(None)

@@ -1,15 +1,8 @@
 """One sampling decision per request, taken by the OpenTelemetry sampler and followed by X-Ray.
 
-The caller's decision wins: a `traceparent` flag, or what another header format's propagator
-recorded (otel/propagation.py: X-Ray's `Sampled=1` / `Sampled=0`). With no caller decision (no
-header, or an X-Ray Root without `Sampled` or with `Sampled=?`, as load balancers send), the local
-sampler named by OTEL_TRACES_SAMPLER decides (default: record all). Spans inside a request follow
-the request's decision. So of OTEL_TRACES_SAMPLER only the local part applies: `traceidratio` and
-`parentbased_traceidratio` sample the same way here, since a caller's decision is always followed,
-as the `parentbased_*` samplers do.
-
-X-Ray then follows this decision: what OpenTelemetry does not record, X-Ray does not either; what
-it records by local decision, X-Ray samples by its own rules.
+The caller's decision wins (a `traceparent` flag, or X-Ray's `Sampled=1`/`0`); without one the
+local sampler of OTEL_TRACES_SAMPLER decides (default: record all), so `traceidratio` and
+`parentbased_traceidratio` sample alike here. Spans inside a request follow the request's decision.
 """
 
 from __future__ import annotations
@@ -23,20 +16,13 @@ from .propagation import caller_decision
 
 log = logging.getLogger(__name__)
 
-# OTEL_TRACES_SAMPLER values of the OpenTelemetry specification, by their local (root) sampler.
-LOCAL_SAMPLERS = {
-    "always_on": "on",
-    "parentbased_always_on": "on",
-    "always_off": "off",
-    "parentbased_always_off": "off",
-    "traceidratio": "ratio",
-    "parentbased_traceidratio": "ratio",
-}
+# OTEL_TRACES_SAMPLER's local samplers; a `parentbased_` name means the same here (see above).
+LOCAL_SAMPLERS = {"always_on": ALWAYS_ON, "always_off": ALWAYS_OFF}
 DEFAULT_SAMPLER = "parentbased_always_on"
 
 
 class CallerDecisionSampler(Sampler):
-    """Follows the caller's decision when there is one, else asks `local` (see the module docstring)."""
+    """Follows the caller's decision when there is one, else asks `local`."""
 
     def __init__(self, local: Sampler):
         self.local = local
@@ -44,7 +30,6 @@ class CallerDecisionSampler(Sampler):
     def should_sample(
         self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None
     ) -> SamplingResult:
-        """RECORD_AND_SAMPLE or DROP for a new span."""
         parent = get_current_span(parent_context).get_span_context()
         if parent.is_valid and not parent.is_remote:
             decided = parent.trace_flags.sampled
@@ -54,20 +39,17 @@ class CallerDecisionSampler(Sampler):
         return sampler.should_sample(parent_context, trace_id, name, kind, attributes, links)
 
     def get_description(self) -> str:
-        """As in the SDK's samplers."""
         return f"CallerDecision{{local:{self.local.get_description()}}}"
 
 
 def local_sampler(name: str, argument: str) -> Sampler:
     """The sampler OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG name (unknown: record all, with a warning)."""
-    kind = LOCAL_SAMPLERS.get(name or DEFAULT_SAMPLER)
-    if kind is None:
+    local = (name or DEFAULT_SAMPLER).removeprefix("parentbased_")
+    if local in LOCAL_SAMPLERS:
+        return LOCAL_SAMPLERS[local]
+    if local != "traceidratio":
         log.warning("OTEL_TRACES_SAMPLER=%.40s is not one this app knows; recording every request", name)
-        kind = "on"
-    if kind == "on":
         return ALWAYS_ON
-    if kind == "off":
-        return ALWAYS_OFF
     try:
         rate = float(argument) if argument else 1.0
         if not 0.0 <= rate <= 1.0:
@@ -79,5 +61,4 @@ def local_sampler(name: str, argument: str) -> Sampler:
 
 
 def build_sampler(name: str, argument: str) -> CallerDecisionSampler:
-    """The app's sampler for OTEL_TRACES_SAMPLER=`name` and OTEL_TRACES_SAMPLER_ARG=`argument`."""
     return CallerDecisionSampler(local_sampler(name.strip().lower(), argument.strip()))

@@ -1,15 +1,13 @@
 """OpenTelemetry tracing with the stock SDK: every request traced, spans exported over OTLP/HTTP when set.
 
-The SDK's TracerProvider (X-Ray-compatible trace ids), FlaskInstrumentor on every request, and
-the maintained sqlite3, psycopg and requests instrumentations. The trace context is always on:
-every response carries `traceresponse`, every log line the trace id. Export is the integration: on
-when an OTLP endpoint (or HONEYCOMB_API_KEY) is configured, or OTEL_TRACES_EXPORTER=console. Each
-export destination is a BatchSpanProcessor behind our own counting wrappers (the health check's
-numbers), contained, and flushed at shutdown within its share of gunicorn's graceful timeout.
+The trace context is always on (`traceresponse`, the trace id in every log line). Export is on with
+an OTLP endpoint (or HONEYCOMB_API_KEY), or OTEL_TRACES_EXPORTER=console. Each destination is a
+BatchSpanProcessor behind our counting wrappers (the health check's numbers), flushed at shutdown.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import sys
@@ -25,20 +23,16 @@ from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from ...config import Config
 from ..core.containment import ContainedSpanProcessor, Containment
 from ..core.shutdown import min_share, on_shutdown
 from ..core.status import IntegrationStatus, announce, register
 from . import propagation
-from .propagation import RootAdoptingIdGenerator
 from .sampling import build_sampler
 from .spans import TRACER
 
 log = logging.getLogger(__name__)
-TRACER_NAME = "cruddur"
-PROVIDER = "cruddur.tracer_provider"  # app.extensions: the SDK TracerProvider
 # An export attempt (with the exporter's retries) ends within this; it runs on the batch thread.
 EXPORT_TIMEOUT_SECONDS = 10
 DEFAULT_BATCH_SIZE = 512  # the specification's default OTEL_BSP_MAX_EXPORT_BATCH_SIZE
@@ -50,11 +44,8 @@ def export_timeout(config: Config) -> float:
 
 
 class CountingExporter(SpanExporter):
-    """Counts, once per span, what the wrapped exporter delivered (`sent`) or lost (`dropped`, `failed`).
-
-    After `give_up` (shutdown ran out of time) a batch is neither exported nor counted: what was
-    still waiting was counted as dropped then.
-    """
+    """Counts, once per span, what the wrapped exporter delivered or lost; nothing more once `gave_up`
+    (shutdown ran out of time and counted what waited as dropped)."""
 
     def __init__(self, exporter: SpanExporter, status: IntegrationStatus):
         self.exporter = exporter
@@ -64,7 +55,6 @@ class CountingExporter(SpanExporter):
         self.gave_up = False
 
     def export(self, spans) -> SpanExportResult:
-        """Export one batch and count it (an exporter that raises is counted as a failure)."""
         if self.gave_up:
             return SpanExportResult.FAILURE
         error: BaseException | str = "export failed"
@@ -84,29 +74,24 @@ class CountingExporter(SpanExporter):
         return result
 
     def shutdown(self) -> None:
-        """Shut the wrapped exporter down."""
         self.exporter.shutdown()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Nothing is buffered here."""
-        return True
+        return True  # nothing is buffered here
 
 
 class CountingSpanProcessor(SpanProcessor):
     """A BatchSpanProcessor behind our own count of every sampled span: `produced`, then sent or dropped.
 
-    The queue bound is applied here, before the batch processor sees a span, so every drop is
-    counted: a span is refused (dropped) while `max_queue_size` spans are handed in and not yet
-    counted by the exporter (a batch being exported still takes its room). `queued` is that
-    difference; `produced == sent + dropped + queued` at any time, and `queued == 0` after shutdown.
+    The queue bound is applied here, so every drop is counted: `produced == sent + dropped + queued`
+    at any time, and `queued == 0` after shutdown.
     """
 
     def __init__(self, exporter: CountingExporter, max_queue_size: int):
         self.exporter = exporter
         self.status = exporter.status
         self.max_queue_size = max_queue_size
-        # OTEL_BSP_SCHEDULE_DELAY and OTEL_BSP_MAX_EXPORT_BATCH_SIZE apply (the SDK reads them); a
-        # batch is never larger than the queue.
+        # The SDK reads OTEL_BSP_MAX_EXPORT_BATCH_SIZE (and the delay); a batch is never larger than the queue.
         batch_size = max_queue_size if max_queue_size < DEFAULT_BATCH_SIZE else None
         self.batch = BatchSpanProcessor(exporter, max_queue_size=max_queue_size, max_export_batch_size=batch_size)
         self.accepted = 0
@@ -115,11 +100,10 @@ class CountingSpanProcessor(SpanProcessor):
         self.status.set_queue_probe(self.queued)
 
     def queued(self) -> int:
-        """Spans handed to the batch processor whose outcome is not counted yet."""
         return 0 if self.exporter.gave_up else self.accepted - self.exporter.finished
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Hand a sampled span to the batch processor, or count it as dropped (queue full, or shut down)."""
+        """Hand a sampled span to the batch processor, or count it as dropped (full, or shut down)."""
         if not span.context.trace_flags.sampled:
             return
         self.status.count("produced")
@@ -133,18 +117,15 @@ class CountingSpanProcessor(SpanProcessor):
             self.batch.on_end(span)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """The batch processor's force_flush: export what is queued now."""
         return self.batch.force_flush(timeout_millis)
 
     def shutdown(self) -> None:
-        """The batch processor's shutdown (unbounded: the app's shutdown calls `shutdown_within`)."""
-        self.batch.shutdown()
+        self.batch.shutdown()  # unbounded: the app's shutdown calls `shutdown_within`
 
     def shutdown_within(self, seconds: float) -> None:
         """Export what is queued within `seconds`, then stop; what is left is counted as dropped, logged once.
 
-        force_flush and shutdown run on a thread of their own: neither takes a deadline that holds
-        (the SDK's force_flush ignores its timeout, an export in flight waits for its answer).
+        On a thread: the SDK's force_flush ignores its timeout, an export in flight waits for its answer.
         """
         with self.exporter.lock:
             self.closed = True
@@ -177,28 +158,24 @@ class _Stdout:
         sys.stdout.flush()
 
 
-def build_provider(config: Config, id_generator: IdGenerator | None = None) -> TracerProvider:
-    """The SDK's provider, with the app's sampler and trace ids X-Ray accepts (`id_generator`: tests)."""
-    resource = Resource.create(
-        {
-            "service.name": config.service_name,
-            "service.version": config.code_version,
-            "deployment.environment": config.env,
-            "deployment.environment.name": config.env,
-        }
-    )
-    # The app's shutdown flushes within gunicorn's graceful timeout; the SDK's own atexit hook
-    # would wait up to 30 s per processor.
+def service_resource(config: Config, attributes: dict[str, str] | None = None) -> Resource:
+    """What every span, metric and log record of this service says about its source."""
+    service = {"service.name": config.service_name, "service.version": config.code_version}
+    return Resource.create({**service, "deployment.environment.name": config.env, **(attributes or {})})
+
+
+def build_provider(config: Config) -> TracerProvider:
+    """The SDK's provider, with the app's sampler and trace ids X-Ray accepts."""
+    # Our shutdown is bounded; the SDK's atexit hook would wait up to 30 s per processor.
     return TracerProvider(
-        resource=resource,
-        id_generator=id_generator or RootAdoptingIdGenerator(),
+        resource=service_resource(config, {"deployment.environment": config.env}),
+        id_generator=propagation.RootAdoptingIdGenerator(),
         sampler=build_sampler(config.traces_sampler, config.traces_sampler_arg),
         shutdown_on_exit=False,
     )
 
 
 def otlp_exporter(config: Config, url: str, headers: dict[str, str], session=None) -> SpanExporter:
-    """The SDK's OTLP/HTTP protobuf span exporter, as every destination uses it (`session`: e.g. signing)."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter(endpoint=url, headers=headers, timeout=export_timeout(config), session=session)
@@ -220,50 +197,41 @@ def add_destination(app: Flask, provider: TracerProvider, exporter: SpanExporter
     on_shutdown(app, 10, status.name, processor.shutdown_within)
 
 
-def _connection_instrumentor(provider: TracerProvider):
-    def instrument(conn):
-        """Every statement of this connection becomes a span (the maintained instrumentations)."""
-        if isinstance(conn, sqlite3.Connection):
-            return SQLite3Instrumentor.instrument_connection(conn, tracer_provider=provider)
-        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor  # imports psycopg: PostgreSQL only
+def instrument_connection(provider: TracerProvider, conn):
+    """Every statement of this connection becomes a span (the maintained instrumentations)."""
+    if isinstance(conn, sqlite3.Connection):
+        return SQLite3Instrumentor.instrument_connection(conn, tracer_provider=provider)
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor  # imports psycopg: PostgreSQL only
 
-        return PsycopgInstrumentor.instrument_connection(conn, tracer_provider=provider)
-
-    return instrument
+    return PsycopgInstrumentor.instrument_connection(conn, tracer_provider=provider)
 
 
 def record_enduser(_app: Flask, handle: str, cognito_user_id: str | None, **_identity) -> None:
-    """`user_identified` receiver: the server span (the current span while a request is identified)
-    gets `enduser.id`, the Cognito `sub` (the handle while sign-in is off)."""
+    """`user_identified` receiver: the server span gets `enduser.id` (Cognito `sub`, else the handle)."""
     trace.get_current_span().set_attribute("enduser.id", cognito_user_id or handle)
 
 
-def init_app(app: Flask, provider: TracerProvider | None = None) -> bool:
+def init_app(app: Flask) -> bool:
     """Trace every request; export spans when configured. Returns whether export is on."""
     config: Config = app.extensions["cruddur.config"]
-    provider = provider or build_provider(config)
+    provider = build_provider(config)
     exporter, reason = _exporter(config)
     status = IntegrationStatus("opentelemetry", exporter is not None, reason)
     if exporter is not None:
         add_destination(app, provider, exporter, status)
-    app.extensions[PROVIDER] = provider
-    app.extensions[TRACER] = provider.get_tracer(TRACER_NAME)
-    app.extensions["cruddur.instrument_connection"] = _connection_instrumentor(provider)
-    # Continue a caller's traceparent (and any format added through propagation.add_propagator),
-    # and answer with `traceresponse`.
+    app.extensions["cruddur.tracer_provider"] = provider
+    app.extensions[TRACER] = provider.get_tracer("cruddur")
+    app.extensions["cruddur.instrument_connection"] = functools.partial(instrument_connection, provider)
     propagation.install(app)
     set_global_response_propagator(TraceResponsePropagator())
-    # Its hooks go in before the other integrations' (X-Ray reads the request's span). Request
-    # metrics go to this worker's MeterProvider when metrics export is on (otel/metrics.py); else
-    # no-op instruments, which cost less than the API's proxies that record and throw away.
+    # Before X-Ray's hooks, which read the request's span. No-op instruments cost less than the API's proxies.
     FlaskInstrumentor().instrument_app(
         app,
         tracer_provider=provider,
         meter_provider=app.extensions.get("cruddur.meter_provider") or NoOpMeterProvider(),
         excluded_urls=config.flask_excluded_urls,
     )
-    # Outgoing HTTP calls made by application code. Telemetry's own calls (OTLP export, the
-    # browser relay, Rollbar) run with instrumentation suppressed, so they never become spans.
+    # Application code's HTTP calls; telemetry's own run with instrumentation suppressed.
     requests_instrumentor = RequestsInstrumentor()
     if not requests_instrumentor.is_instrumented_by_opentelemetry:
         requests_instrumentor.instrument(tracer_provider=provider)

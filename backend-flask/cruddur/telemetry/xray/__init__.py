@@ -1,9 +1,7 @@
-"""AWS X-Ray: the request's segment with the OpenTelemetry trace id, by one of two transports.
+"""AWS X-Ray, by `daemon` (the X-Ray SDK's segments over UDP, the default) or `otlp` (signed spans).
 
-`daemon` (default): the X-Ray SDK's segments to the X-Ray daemon over UDP, on when
-AWS_XRAY_DAEMON_ADDRESS is set. `otlp`: the OpenTelemetry spans, SigV4-signed, to X-Ray's OTLP
-endpoint. Each module imports its SDK only when chosen. Whichever runs, and also when neither does,
-`propagation` continues a caller's `X-Amzn-Trace-Id` (a load balancer sends one) and sends it on.
+Each transport imports its SDK only when chosen. Whichever runs, and when neither does,
+`propagation` continues a caller's `X-Amzn-Trace-Id` and sends it on.
 """
 
 from __future__ import annotations
@@ -11,6 +9,8 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
+
+from .. import disabled
 
 NAME = "xray"
 log = logging.getLogger(__name__)
@@ -27,8 +27,6 @@ def init_app(app: Flask) -> bool:
 
         return otlp.init_app(app)
     if not config.xray_daemon_address:
-        from .. import disabled
-
         return disabled(app, NAME, "AWS_XRAY_DAEMON_ADDRESS is not set", log)
     from . import daemon
 

@@ -1,11 +1,9 @@
 """AWS X-Ray over the daemon: the request's segment, with OpenTelemetry's trace id and decision.
 
-OpenTelemetry starts the server span first (X-Ray-valid ids, the caller's trace and decision). Our
-Flask hooks then open the segment through the recorder's public API: the span's trace id, its id,
-the caller's span as parent, and one decision: OpenTelemetry's when it does not record or the caller
-decided, else X-Ray's rules. A trace id X-Ray would refuse gets a fresh one, annotated
-`otel_trace_id`. Spans of a sampled request become subsegments; segments are serialized and sent
-on a sender thread. Every hook is contained: an X-Ray failure never becomes a 5xx.
+Our Flask hooks, after OpenTelemetry's, open the segment through the recorder's public API with
+the server span's ids and one decision: OpenTelemetry's when it does not record or the caller
+decided, else X-Ray's rules. A trace id X-Ray would refuse gets a fresh one (`otel_trace_id`
+annotates it). A sampled request's spans become subsegments. Every hook is contained.
 """
 
 from __future__ import annotations
@@ -44,11 +42,8 @@ log = logging.getLogger(__name__)
 NAME = "xray"
 REQUEST_KEY = "cruddur.xray"  # in the WSGI environ: (X-Ray trace id, the segment or None)
 REROOTED = "rerooted"  # the health-check counter
-# X-Ray's segment document rules (developer guide, "Segment documents"): a name is up to 200
-# characters of Unicode letters, numbers, whitespace and _ . : / % & # = + \ - @; annotation keys
-# are alphanumeric or underscore; annotation values are strings, numbers or booleans.
+# X-Ray's segment document limits (developer guide, "Segment documents").
 MAX_NAME_CHARS = 200
-# "A segment document can be up to 64 kB" (same guide): a larger one is dropped and counted, not sent.
 MAX_DOCUMENT_BYTES = 64_000
 MAX_QUEUED_SEGMENTS = 1000
 _NAME_INVALID = re.compile(r"[^\w\s.:/%&#=+\\\-@]")
@@ -79,8 +74,7 @@ def udp_address(value: str) -> tuple[str, int]:
 
 
 class DaemonEmitter:
-    """The recorder's emitter (UDPEmitter's interface): finished segments go to a sender thread,
-    which serializes and sends each to the daemon, counted as sent, or failed and dropped."""
+    """The recorder's emitter (UDPEmitter's interface): segments sent and counted on a sender thread."""
 
     def __init__(self, daemon_address: str, status: IntegrationStatus):
         self.address = udp_address(daemon_address)
@@ -97,16 +91,14 @@ class DaemonEmitter:
         self.sender.submit(entity)
 
     def send(self, entity) -> None:
-        """Serialize one segment and send it as one datagram (on the sender thread)."""
         document = entity.serialize()
         if len(document) > MAX_DOCUMENT_BYTES:  # the SDK escapes non-ASCII: characters are bytes
             raise ValueError(f"a {len(document)}-character document is over X-Ray's 64 kB")
         self.socket.sendto(f"{PROTOCOL_HEADER}{PROTOCOL_DELIMITER}{document}".encode(), self.address)
 
 
-def sql_block(attributes, database_url: str = "", database_user: str = "") -> dict:
-    """X-Ray's `sql` of a statement span: the query with its placeholders (values are never in it),
-    the database type, and the app's database URL and user, without the password."""
+def sql_block(attributes, database_url: str, database_user: str) -> dict:
+    """X-Ray's `sql`: the query with its placeholders (never values), the database, its URL and user."""
     system = attributes.get("db.system")
     sql = {"sanitized_query": attributes["db.statement"], "database_type": DATABASE_TYPES.get(system, system)}
     if database_url:
@@ -123,20 +115,15 @@ def _finite(value) -> bool:
 
 
 class SubsegmentProcessor(SpanProcessor):
-    """Mirrors the spans of a sampled segment's request as its subsegments.
+    """Mirrors the spans of a sampled segment's request as its subsegments (`open`: those in progress)."""
 
-    `open` holds the segments and subsegments in progress by span id: a span whose parent is not
-    in it (any span of a request X-Ray does not sample) costs one dictionary lookup.
-    """
-
-    def __init__(self, database_url: str = "", database_user: str = ""):
+    def __init__(self, database_url: str, database_user: str):
         # The connection instrumentation puts no server address on its spans; the app has one database.
         self.database_url = database_url
         self.database_user = database_user
         self.open: dict[int, object] = {}
 
     def on_start(self, span: Span, parent_context=None) -> None:
-        """Open a subsegment under the parent span's segment or subsegment."""
         parent = span.parent
         entity = self.open.get(parent.span_id) if parent is not None else None
         if entity is None or not entity.in_progress:
@@ -168,23 +155,13 @@ class SubsegmentProcessor(SpanProcessor):
         subsegment.close(span.end_time / 1e9)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Subsegments travel with their segment."""
-        return True
-
-
-class XRayNaming(DefaultDynamicNaming):
-    """AWS_XRAY_URL dynamic naming, with the Host a caller sent made into a name X-Ray accepts."""
-
-    def get_name(self, host_name):
-        """The segment's name for this Host."""
-        return xray_name(super().get_name(host_name or ""))
+        return True  # subsegments travel with their segment
 
 
 def follow_opentelemetry(span, status: IntegrationStatus) -> tuple[str, str | None, bool | None]:
     """(X-Ray trace id, parent id, decision) that make the segment follow OpenTelemetry's span.
 
-    The decision is False when OpenTelemetry does not record, True when the caller decided
-    "sampled", None when OpenTelemetry recorded by local decision (X-Ray's rules then decide).
+    The decision: False (OpenTelemetry does not record), True (the caller sampled), None (X-Ray's rules).
     """
     ctx = span.get_span_context()
     parent = getattr(span, "parent", None)
@@ -202,20 +179,14 @@ def follow_opentelemetry(span, status: IntegrationStatus) -> tuple[str, str | No
     return root, None, sampled
 
 
-def _peer_address() -> str | None:
-    """The address of the connection's peer, before ProxyFix read X-Forwarded-For (werkzeug keeps it)."""
-    return request.environ.get("werkzeug.proxy_fix.orig", request.environ).get("REMOTE_ADDR")
-
-
 class SegmentHooks:
     """The Flask hooks that open, fill and end the request's segment through the recorder."""
 
-    def __init__(self, recorder: AWSXRayRecorder, status: IntegrationStatus, open_entities: dict, naming=None):
+    def __init__(self, recorder: AWSXRayRecorder, status: IntegrationStatus, open_entities: dict, naming):
         self.recorder = recorder
         self.status = status
         self.open = open_entities  # shared with SubsegmentProcessor: the segment by its span id
         self.naming = naming
-        self.service = recorder.service
 
     def begin(self) -> None:
         """Decide, and open the segment when X-Ray samples the request."""
@@ -224,7 +195,9 @@ class SegmentHooks:
         if not ctx.is_valid:
             return  # a URL OpenTelemetry excludes: X-Ray leaves it out as well
         root, parent_id, decision = follow_opentelemetry(span, self.status)
-        name = self.naming.get_name(request.host) if self.naming and decision is not False else self.service
+        name = self.recorder.service
+        if self.naming and decision is not False:  # AWS_XRAY_URL: the Host a caller sent, made valid
+            name = xray_name(self.naming.get_name(request.host))
         if decision is None:
             rule = {"host": request.host, "method": request.method, "path": request.path, "service": name}
             decision = self.recorder.sampler.should_trace(rule)  # a rule's name, or a bool
@@ -236,9 +209,11 @@ class SegmentHooks:
         segment.put_http_meta(http.URL, request.base_url)
         segment.put_http_meta(http.METHOD, request.method)
         segment.put_http_meta(http.USER_AGENT, request.headers.get("User-Agent"))
-        # request.remote_addr is the peer, or the entry of X-Forwarded-For that CRUDDUR_TRUSTED_PROXIES trusts.
+        # request.remote_addr is the peer, or the entry of X-Forwarded-For that CRUDDUR_TRUSTED_PROXIES trusts;
+        # werkzeug keeps the peer's own address for ProxyFix.
         segment.put_http_meta(http.CLIENT_IP, request.remote_addr)
-        if request.remote_addr != _peer_address():
+        peer = request.environ.get("werkzeug.proxy_fix.orig", request.environ).get("REMOTE_ADDR")
+        if request.remote_addr != peer:
             segment.put_http_meta(http.X_FORWARDED_FOR, True)
         if rerooted_xray_id():
             segment.put_annotation("otel_trace_id", format(ctx.trace_id, "032x"))
@@ -285,20 +260,6 @@ def _sampling_rules(service_name: str) -> tuple[dict | None, str]:
     return load_local_sampling_rules(*present, service_name=service_name), "aws/json/xray.json"
 
 
-def _recorder(config: Config, emitter: DaemonEmitter, rules: dict | None) -> AWSXRayRecorder:
-    recorder = AWSXRayRecorder()
-    recorder.configure(
-        service=xray_name(config.service_name),
-        daemon_address=config.xray_daemon_address,
-        context_missing="IGNORE_ERROR",  # no segment (a thread of our own, a CLI command) is normal here
-        sampling=True,
-        sampling_rules=rules,
-        plugins=(),
-        emitter=emitter,
-    )
-    return recorder
-
-
 def init_app(app: Flask) -> bool:
     """Open an X-Ray segment per sampled request, sent to the daemon at AWS_XRAY_DAEMON_ADDRESS."""
     config: Config = app.extensions["cruddur.config"]
@@ -306,18 +267,26 @@ def init_app(app: Flask) -> bool:
     try:
         rules, rules_source = _sampling_rules(config.service_name)
         emitter = DaemonEmitter(config.xray_daemon_address, status)
-        recorder = _recorder(config, emitter, rules)
+        recorder = AWSXRayRecorder()
+        recorder.configure(
+            service=xray_name(config.service_name),
+            daemon_address=config.xray_daemon_address,
+            context_missing="IGNORE_ERROR",  # no segment (a thread of our own, a CLI command) is normal here
+            sampling=True,
+            sampling_rules=rules,
+            plugins=(),
+            emitter=emitter,
+        )
     except (ValueError, OSError) as error:
         return disabled(app, NAME, f"misconfigured: {error}", log)
     status.reason += f"; local sampling rules from {rules_source}, centralized rules from the daemon"
-    # Until the daemon serves a matching centralized rule (never, without AWS credentials), the
-    # sampler logs an INFO line on every request; its warnings (rules unreachable) still get through.
+    # Without a centralized rule (none, without AWS credentials) the sampler logs INFO on every request.
     logging.getLogger("aws_xray_sdk.core.sampling.sampler").setLevel(logging.WARNING)
     containment = Containment(status, log)
     status.count(REROOTED, 0)
     database = app.extensions.get("cruddur.database")
     subsegments = SubsegmentProcessor(database.redacted if database else "", database.user if database else "")
-    naming = XRayNaming(config.xray_url, recorder.service) if config.xray_url else None
+    naming = DefaultDynamicNaming(config.xray_url, recorder.service) if config.xray_url else None
     hooks = SegmentHooks(recorder, status, subsegments.open, naming)
     # After OpenTelemetry's hooks (registered first), so the server span is current.
     app.before_request(containment.hook(hooks.begin, "X-Ray segment start"))

@@ -1,11 +1,6 @@
 """AWS X-Ray over OTLP (CRUDDUR_XRAY_TRANSPORT=otlp): the OpenTelemetry spans, SigV4-signed, to X-Ray.
 
-The replacement for the X-Ray SDK and daemon: the same spans that go to Honeycomb go to
-`<AWS_ENDPOINT_URL_XRAY or https://xray.<region>.amazonaws.com>/v1/traces` through a second batch
-processor (its own bounded queue, thread and counters, shown as `xray` in the health check). X-Ray
-receives exactly what OpenTelemetry records, so the sampling decision is OpenTelemetry's: the
-caller's flag, else `OTEL_TRACES_SAMPLER`. Our trace ids start with the epoch seconds, as X-Ray
-expects. No X-Ray SDK module is imported in this mode.
+A second batch processor (its own queue, thread and counters): the decision is OpenTelemetry's.
 """
 
 from __future__ import annotations
@@ -17,12 +12,11 @@ from flask import Flask
 from ...config import Config
 from .. import disabled
 from ..core.status import IntegrationStatus, announce, register
-from ..otel.aws import XRAY_SIGNING_NAME, quiet_signature_logging, resolve, signed_session
+from ..otel.aws import resolve, signed_session
 from ..otel.tracing import add_destination, otlp_exporter
 
 log = logging.getLogger(__name__)
 NAME = "xray"
-TRACES_PATH = "/v1/traces"
 
 
 def init_app(app: Flask) -> bool:
@@ -32,8 +26,7 @@ def init_app(app: Flask) -> bool:
     if why_not:
         return disabled(app, NAME, f"CRUDDUR_XRAY_TRANSPORT=otlp, but {why_not}", log)
     status = IntegrationStatus(NAME, True, f"OTLP/HTTP spans to X-Ray in {region}, SigV4-signed")
-    quiet_signature_logging()
-    exporter = otlp_exporter(config, endpoint + TRACES_PATH, {}, session=signed_session(XRAY_SIGNING_NAME, region))
+    exporter = otlp_exporter(config, endpoint + "/v1/traces", {}, session=signed_session("xray", region))
     add_destination(app, app.extensions["cruddur.tracer_provider"], exporter, status)
     register(app, status)
     return announce(log, status)

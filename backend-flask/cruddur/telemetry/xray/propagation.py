@@ -1,12 +1,9 @@
 """The `X-Amzn-Trace-Id` header, continued and sent, plugged into OpenTelemetry's propagation hook.
 
-`Root=` names the trace, `Parent=` (optional) the caller's span, `Sampled=` (optional) its
-decision: `1` or `0`, or `?` / absent for none, which is what an AWS load balancer sends (it starts
-the trace and records nothing). With a Parent the server span is the child of the caller's span;
-with a Root alone it is the root of the caller's trace (otel.propagation.adopt_trace_id).
-OpenTelemetry's AwsXRayPropagator ignores both a Root-only header and `Sampled=?`, so extraction is
-ours; injection is AwsXRayPropagator's, except that a request whose trace id X-Ray refuses sends
-its fresh X-Ray root (core.context.rerooted_xray_id) downstream, as its segment has it.
+`Root=` names the trace, `Parent=` (optional) the caller's span, `Sampled=` its decision (`?` or
+absent: none, as an AWS load balancer sends). OpenTelemetry's AwsXRayPropagator ignores a Root-only
+header and `Sampled=?`, so extraction is ours; injection is AwsXRayPropagator's, except that a
+rerooted request (core.context.rerooted_xray_id) sends its fresh X-Ray root, as its segment has it.
 """
 
 from __future__ import annotations
@@ -22,11 +19,10 @@ from opentelemetry.propagators.textmap import default_getter, default_setter
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from ..core.context import rerooted_xray_id
-from ..otel.propagation import add_propagator, adopt_trace_id, names_a_trace, with_caller_decision
+from ..otel.propagation import add_propagator, adopt_trace_id, with_caller_decision
 
 XRAY_HEADER = "X-Amzn-Trace-Id"
-# Longer headers are not read: a real one (Root, Parent, Sampled, a few Self/Lineage fields) is far
-# shorter, and the parsing cost of a caller's junk stays bounded.
+# Longer headers are not read (a real one is far shorter): parsing a caller's junk costs bounded time.
 MAX_XRAY_HEADER_CHARS = 1024
 _ROOT = re.compile(r"1-([0-9a-fA-F]{8})-([0-9a-fA-F]{24})")
 _SPAN_ID = re.compile(r"[0-9a-fA-F]{16}")
@@ -43,11 +39,9 @@ class XRayHeader:
 
 
 def parse_xray_header(value: str | None) -> XRayHeader | None:
-    """The header's Root, Parent and Sampled, or None when it has no valid Root or is malformed.
+    """The header's Root, Parent and Sampled, or None when it is malformed (a new trace starts then).
 
-    Keys are case-sensitive, as in the X-Ray SDKs. A part without `=`, a repeated key, or an
-    invalid Root, Parent or Sampled value makes the whole header unreadable: a request with a
-    header we cannot read starts its own trace. Other keys (Self, Lineage, custom data) are ignored.
+    Keys are case-sensitive, as in the X-Ray SDKs; other keys (Self, Lineage...) are ignored.
     """
     if not value or len(value) > MAX_XRAY_HEADER_CHARS:
         return None
@@ -79,9 +73,9 @@ class XRayRootPropagator(AwsXRayPropagator):
     """Extracts an X-Ray header as the module docstring says; injects the segment's own trace id."""
 
     def extract(self, carrier, context=None, getter=default_getter):
-        """Continue the X-Ray header's trace unless `traceparent` already named one."""
+        """Continue the X-Ray header's trace: a child of its Parent, or the root of its Root."""
         context = otel_context.Context() if context is None else context
-        if names_a_trace(context):
+        if trace.get_current_span(context).get_span_context().is_valid:
             return context  # traceparent wins
         values = getter.get(carrier, XRAY_HEADER)
         header = parse_xray_header(values[0]) if values and len(values) == 1 else None
@@ -96,7 +90,6 @@ class XRayRootPropagator(AwsXRayPropagator):
         return trace.set_span_in_context(trace.NonRecordingSpan(parent), context)
 
     def inject(self, carrier, context=None, setter=default_setter) -> None:
-        """AwsXRayPropagator's header, with the request's fresh X-Ray root when it was rerooted."""
         rerooted = rerooted_xray_id()
         span_context = trace.get_current_span(context).get_span_context()
         if rerooted is None or not span_context.is_valid:

@@ -1,10 +1,8 @@
 """X-Ray sampling rules: the API documents in aws/json/ turned into the SDK's local rules.
 
-`aws/json/xray*.json` hold rules in the X-Ray API's format (`{"SamplingRule": {...}}`, the input of
-`aws xray create-sampling-rule --cli-input-json`), so the same file provisions the centralized rule
-and drives the SDK's local sampler when no daemon answers. The SDK's local format (version 2) can
-match only host, HTTP method and URL path; service name is used to pick the rules for this service,
-while ServiceType, ResourceARN and Attributes cannot be evaluated locally and are ignored.
+`aws/json/xray*.json` are `aws xray create-sampling-rule --cli-input-json` inputs: one file both
+provisions the centralized rule and drives the local sampler, which matches only host, method and
+path (ServiceName picks this service's rules; ServiceType, ResourceARN and Attributes are ignored).
 """
 
 from __future__ import annotations
@@ -20,24 +18,15 @@ DEFAULT_RULE_FILES = (RULES_DIR / "xray.json", RULES_DIR / "xray-health-check.js
 # The X-Ray service's own "Default" rule (and the SDK's built-in local default): 1/s, then 5%.
 FALLBACK_DEFAULT = {"fixed_target": 1, "rate": 0.05}
 
-_REQUIRED = {
-    "ResourceARN": str,
-    "Priority": int,
-    "FixedRate": (int, float),
-    "ReservoirSize": int,
-    "ServiceName": str,
-    "ServiceType": str,
-    "Host": str,
-    "HTTPMethod": str,
-    "URLPath": str,
-    "Version": int,
-}
+_STRINGS = ("ResourceARN", "ServiceName", "ServiceType", "Host", "HTTPMethod", "URLPath")
+_NUMBERS = {"Priority": int, "ReservoirSize": int, "Version": int, "FixedRate": (int, float)}
+_REQUIRED = {**dict.fromkeys(_STRINGS, str), **_NUMBERS}  # every field the API requires, by type
 # Inclusive bounds from the X-Ray API reference (Version 1 is the only version it defines).
 _RANGES = {
-    "FixedRate": (0, 1),
-    "Priority": (1, 9999),
-    "ReservoirSize": (0, float("inf")),
-    "Version": (1, 1),
+    "FixedRate": (0, 1, "between 0 and 1"),
+    "Priority": (1, 9999, "between 1 and 9999"),
+    "ReservoirSize": (0, float("inf"), "at least 0"),
+    "Version": (1, 1, "1"),
 }
 
 
@@ -55,13 +44,7 @@ def api_rule_errors(rule: object) -> list[str]:
         elif isinstance(value, bool) or not isinstance(value, kind):
             errors.append(f"{key} must be {getattr(kind, '__name__', 'a number')}")
         elif key in _RANGES and not _RANGES[key][0] <= value <= _RANGES[key][1]:
-            low, high = _RANGES[key]
-            if low == high:
-                errors.append(f"{key} must be {low}")
-            elif high == float("inf"):
-                errors.append(f"{key} must be at least {low}")
-            else:
-                errors.append(f"{key} must be between {low} and {high}")
+            errors.append(f"{key} must be {_RANGES[key][2]}")
     if len(str(rule.get("RuleName", ""))) > 32:
         errors.append("RuleName must be at most 32 characters")
     return errors
@@ -69,8 +52,7 @@ def api_rule_errors(rule: object) -> list[str]:
 
 def read_api_rule(path: str | Path) -> dict:
     """The SamplingRule object of one `create-sampling-rule` input file; ValueError if invalid."""
-    with open(path, encoding="utf-8") as f:
-        doc = json.load(f)
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
     rule = doc.get("SamplingRule") if isinstance(doc, dict) else None
     errors = api_rule_errors(rule) if rule is not None else ['missing "SamplingRule"']
     if errors:
@@ -78,23 +60,17 @@ def read_api_rule(path: str | Path) -> dict:
     return rule
 
 
-def _is_catch_all(rule: dict) -> bool:
-    """Whether a rule matches every request, so it can serve as the local default."""
-    return rule["Host"] == rule["HTTPMethod"] == rule["URLPath"] == "*"
-
-
 def local_rules_from_api_rules(rules: list[dict], service_name: str | None = None) -> dict:
-    """Convert API SamplingRules to the SDK's local rules (version 2), in X-Ray's priority order.
+    """The SDK's local rules (version 2) of the SamplingRules for `service_name`, by X-Ray's priority.
 
-    Only rules whose ServiceName matches `service_name` (when given) apply. The first catch-all
-    rule becomes the default; rules after it could never match and are dropped.
+    The first catch-all rule becomes the default; rules after it could never match.
     """
     applicable = [r for r in rules if service_name is None or wildcard_match(r["ServiceName"], service_name)]
     local_rules = []
     default = dict(FALLBACK_DEFAULT)
     for rule in sorted(applicable, key=lambda r: (r["Priority"], r.get("RuleName", ""))):
         target = {"fixed_target": rule["ReservoirSize"], "rate": float(rule["FixedRate"])}
-        if _is_catch_all(rule):
+        if rule["Host"] == rule["HTTPMethod"] == rule["URLPath"] == "*":  # matches every request
             default = target
             break
         local_rules.append(
@@ -110,9 +86,6 @@ def local_rules_from_api_rules(rules: list[dict], service_name: str | None = Non
 
 
 def load_local_sampling_rules(*paths: str | Path, service_name: str | None = None) -> dict:
-    """Read API-format rule files (default: DEFAULT_RULE_FILES) as SDK local sampling rules.
-
-    The result can be passed as `xray_recorder.configure(sampling_rules=...)`.
-    """
+    """Read API-format rule files (default: DEFAULT_RULE_FILES) as SDK local sampling rules."""
     files = paths or DEFAULT_RULE_FILES
     return local_rules_from_api_rules([read_api_rule(p) for p in files], service_name)
