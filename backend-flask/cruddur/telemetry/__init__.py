@@ -37,14 +37,14 @@ def init_app(app: Flask) -> None:
     config = app.extensions["cruddur.config"]
     if not config.telemetry_on:
         for package in integrations():
-            disabled(app, package.NAME, "CRUDDUR_TELEMETRY=off")
+            register_off(app, package.NAME, "CRUDDUR_TELEMETRY=off")
         return
     for package in integrations():
         package.init_app(app)
     shutdown.init_app(app)
 
 
-def disabled(app: Flask, name: str, reason: str, logger: logging.Logger = log) -> bool:
+def register_off(app: Flask, name: str, reason: str, logger: logging.Logger = log) -> bool:
     """Register integration `name` as off for `reason` (the health check shows it; `logger` says it once)."""
     status = IntegrationStatus(name, False, reason)
     register(app, status)

@@ -13,7 +13,7 @@ import threading
 
 from flask import Flask
 
-from .. import disabled
+from .. import register_off
 from ..core.log_limits import RateLimitedWarning
 from ..core.shutdown import on_shutdown
 from ..core.status import IntegrationStatus, announce, register
@@ -33,12 +33,12 @@ def init_app(app: Flask) -> bool:
     """Ship every log line to CLOUDWATCH_LOG_GROUP by the transport CRUDDUR_CLOUDWATCH_TRANSPORT names."""
     config = app.extensions["cruddur.config"]
     if not config.cloudwatch_log_group:
-        return disabled(app, NAME, "CLOUDWATCH_LOG_GROUP is not set", log)
+        return register_off(app, NAME, "CLOUDWATCH_LOG_GROUP is not set", log)
     from ..otel.aws import resolve
 
     endpoint, region, why_not = resolve("logs", config.aws_region)
     if why_not:
-        return disabled(app, NAME, f"CLOUDWATCH_LOG_GROUP is set, but {why_not}", log)
+        return register_off(app, NAME, f"CLOUDWATCH_LOG_GROUP is set, but {why_not}", log)
     if config.cloudwatch_transport == "otlp":
         from . import otlp
 

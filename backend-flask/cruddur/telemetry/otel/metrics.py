@@ -17,7 +17,7 @@ from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExportResult, PeriodicExportingMetricReader
 
 from ...config import Config
-from .. import disabled
+from .. import register_off
 from ..core.shutdown import on_shutdown
 from ..core.status import IntegrationStatus, announce, register
 from .tracing import service_resource
@@ -62,7 +62,7 @@ def init_app(app: Flask) -> bool:
     url = config.metrics_url
     if not url:
         why = "OTEL_METRICS_EXPORTER=none" if config.metrics_exporter == "none" else "no OTLP endpoint"
-        return disabled(app, NAME, why, log)
+        return register_off(app, NAME, why, log)
     status = IntegrationStatus(NAME, True, "HTTP server metrics over OTLP/HTTP, one series per worker")
     resource = service_resource(config, {"service.instance.id": f"{socket.gethostname()}/{os.getpid()}"})
     exporter = CountingMetricExporter(

@@ -11,7 +11,7 @@ import logging
 from flask import Flask, got_request_exception
 
 from ...config import Config
-from .. import disabled
+from .. import register_off
 from ..core.shutdown import on_shutdown
 from ..core.status import IntegrationStatus, announce, register
 
@@ -27,7 +27,7 @@ def init_app(app: Flask) -> bool:
     config: Config = app.extensions["cruddur.config"]
     app.register_blueprint(bp)
     if not config.rollbar_access_token:
-        return disabled(app, NAME, "ROLLBAR_ACCESS_TOKEN is unset", log)
+        return register_off(app, NAME, "ROLLBAR_ACCESS_TOKEN is unset", log)
     from .reporter import RollbarReporter, configure_pyrollbar
 
     configure_pyrollbar(config)

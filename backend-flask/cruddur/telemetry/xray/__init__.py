@@ -10,7 +10,7 @@ import logging
 
 from flask import Flask
 
-from .. import disabled
+from .. import register_off
 
 NAME = "xray"
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def init_app(app: Flask) -> bool:
 
         return otlp.init_app(app)
     if not config.xray_daemon_address:
-        return disabled(app, NAME, "AWS_XRAY_DAEMON_ADDRESS is not set", log)
+        return register_off(app, NAME, "AWS_XRAY_DAEMON_ADDRESS is not set", log)
     from . import daemon
 
     return daemon.init_app(app)

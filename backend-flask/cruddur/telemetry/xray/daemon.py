@@ -29,7 +29,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from ...config import Config
-from .. import disabled
+from .. import register_off
 from ..core.containment import ContainedSpanProcessor, Containment
 from ..core.context import rerooted_xray_id, set_rerooted_xray_id, xray_accepts, xray_trace_id
 from ..core.delivery import BoundedSender
@@ -152,10 +152,7 @@ class SubsegmentProcessor(SpanProcessor):
             subsegment.set_sql(sql_block(attributes, self.database_url, self.database_user))
         if span.status.status_code is StatusCode.ERROR:
             subsegment.add_fault_flag()
-        subsegment.close(span.end_time / 1e9)
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True  # subsegments travel with their segment
+        subsegment.close(span.end_time / 1e9)  # it travels with its segment: nothing to flush here
 
 
 def follow_opentelemetry(span, status: IntegrationStatus) -> tuple[str, str | None, bool | None]:
@@ -278,7 +275,7 @@ def init_app(app: Flask) -> bool:
             emitter=emitter,
         )
     except (ValueError, OSError) as error:
-        return disabled(app, NAME, f"misconfigured: {error}", log)
+        return register_off(app, NAME, f"misconfigured: {error}", log)
     status.reason += f"; local sampling rules from {rules_source}, centralized rules from the daemon"
     # Without a centralized rule (none, without AWS credentials) the sampler logs INFO on every request.
     logging.getLogger("aws_xray_sdk.core.sampling.sampler").setLevel(logging.WARNING)

@@ -10,7 +10,7 @@ import logging
 from flask import Flask
 
 from ...config import Config
-from .. import disabled
+from .. import register_off
 from ..core.status import IntegrationStatus, announce, register
 from ..otel.aws import resolve, signed_session
 from ..otel.tracing import add_destination, otlp_exporter
@@ -24,7 +24,7 @@ def init_app(app: Flask) -> bool:
     config: Config = app.extensions["cruddur.config"]
     endpoint, region, why_not = resolve("xray", config.aws_region)
     if why_not:
-        return disabled(app, NAME, f"CRUDDUR_XRAY_TRANSPORT=otlp, but {why_not}", log)
+        return register_off(app, NAME, f"CRUDDUR_XRAY_TRANSPORT=otlp, but {why_not}", log)
     status = IntegrationStatus(NAME, True, f"OTLP/HTTP spans to X-Ray in {region}, SigV4-signed")
     exporter = otlp_exporter(config, endpoint + "/v1/traces", {}, session=signed_session("xray", region))
     add_destination(app, app.extensions["cruddur.tracer_provider"], exporter, status)
