@@ -154,8 +154,7 @@ class Config:
     # (http.server.request.duration in seconds, url.path, http.request.method...).
     semconv_stability_opt_in: str = "http"
     # Comma-separated regular expressions of URLs the Flask instrumentation leaves untraced
-    # (OTEL_PYTHON_FLASK_EXCLUDED_URLS, else OTEL_PYTHON_EXCLUDED_URLS); read here so that the
-    # instrumentation and the request context layer (telemetry/request_context.py) get the same list.
+    # (OTEL_PYTHON_FLASK_EXCLUDED_URLS, else OTEL_PYTHON_EXCLUDED_URLS); X-Ray leaves the same ones out.
     flask_excluded_urls: str = ""
 
     # X-Ray
