@@ -52,11 +52,10 @@ def test_smoke_run_measures_both_endpoints_without_loss(tmp_path):
     assert table["post"]["all"]["cpu_ms_per_request_x_off"] is not None
     assert set(results["targets"]["home"]) == {
         "bare_cpu_x_off",
-        "all_cpu_x_off",
         "all_overhead_share_of_stock",
-        "all_p99_x_off",
+        "all_p99_x_stock",
     }
     markdown = (tmp_path / "results.md").read_text()
     assert "| all four |" in markdown and "| stock wiring (all four) |" in markdown
-    assert "GET /api/activities/home" in markdown and "≤ half of stock's" in markdown
+    assert "GET /api/activities/home" in markdown and "overhead over off ≤ stock's" in markdown
     assert "| off (CRUDDUR_TELEMETRY=off) |" in process.stdout
