@@ -137,8 +137,9 @@ def test_unreachable_endpoint_neither_blocks_startup_nor_requests(cloudwatch_app
             wait_for(lambda: blackhole.request_count >= 1, timeout=10, message="the sender never connected")
         assert status.status()["queued"] >= 20
         started = time.monotonic()
-        handler.shutdown(1.0)  # the sender is stuck in a read or a retry: give up and count
-        assert time.monotonic() - started < 1.5
+        handler.shutdown(0.2)  # the sender is stuck in a read (5 s timeout) or a retry: give up and count
+        # Bounded: well under the read timeout it would wait out otherwise, with room for a loaded machine.
+        assert time.monotonic() - started < 2.5
         assert status.dropped >= 20 and status.sent == 0 and status.status()["queued"] == 0
 
 

@@ -495,7 +495,7 @@ def test_a_slow_vendor_never_blocks_the_request(relay_app, otlp_receiver):
     started = time.monotonic()
     for _ in range(5):
         assert post(client, export_json()).status_code == 204
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.5  # the vendor answers after 3 s
     assert relay_status(relay_app)["queued"] >= 4
 
 

@@ -34,7 +34,7 @@ def test_each_flush_gets_a_fair_share_of_what_is_left():
     flushes.add(90, "logs", hog("logs"))
     started = time.monotonic()
     flushes.run()
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.0  # the budget (1.2 s), not 1.2 s for each hog
     assert abs(given["spans"] - 0.4) < 0.05  # a third of the budget, not all of it
     assert given["logs"] > 0.7  # the logs, last, get what the others left
 
