@@ -23,8 +23,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
+from tests.support.moto_logs import moto_process
 from tests.support.xray_listener import sampling_rule
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,12 +155,10 @@ class _XRayHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def moto_server():
-    """One moto server for the module; state is reset before each test."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    """One moto server for the module, in a process of its own: the reset before each test leaves
+    the session's moto (log groups, the Cognito pool) alone."""
+    with moto_process() as url:
+        yield url
 
 
 @pytest.fixture

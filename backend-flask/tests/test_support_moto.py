@@ -12,7 +12,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
-from tests.support.moto_logs import MotoLogs, unique_log_group
+from tests.support.moto_logs import MotoLogs, moto_process, unique_log_group
 
 
 def writer(endpoint, read_timeout=5):
@@ -91,8 +91,20 @@ def test_fault_proxy_breaks_the_path_but_not_the_reader():
         logs.mode = "ok"
         put(client, group, ["after the outage"])
         assert [e["message"] for e in logs.events(group)] == ["through the proxy", "after the outage"]
-        logs.reset()
-        assert logs.log_groups() == []
 
     with MotoLogs() as plain, pytest.raises(RuntimeError):
         plain.mode = "refuse"
+
+
+def test_resetting_a_moto_process_leaves_the_sessions_moto_alone(moto_logs, log_group):
+    """moto's accounts are per process: a reset in this one would wipe the session's groups and Cognito pool."""
+    import urllib.request
+
+    session = writer(moto_logs.moto_url)
+    session.create_log_group(logGroupName=log_group)
+    with moto_process() as url:
+        own = writer(url)
+        own.create_log_group(logGroupName="its-own")
+        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10)
+        assert own.describe_log_groups()["logGroups"] == []
+    assert log_group in moto_logs.log_groups()

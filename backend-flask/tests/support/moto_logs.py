@@ -3,13 +3,20 @@
 ``MotoLogs().env()`` is what a subprocess (gunicorn) needs so that boto3's standard resolution lands
 here: ``AWS_ENDPOINT_URL_CLOUDWATCH_LOGS``, a region and fake credentials.
 
+moto keeps its accounts in module globals, so every moto server in one process shares them: a
+reset through any of them wipes the session's log groups and Cognito pool. Nothing here resets;
+a test that needs an empty account runs moto in a process of its own (``moto_process``).
+
 For outages, ``MotoLogs(faults=True)`` puts a ``ForwardingServer`` (see ``faulty_http``) in front of
 moto: ``endpoint`` is then the proxy and ``moto_logs.mode = "blackhole"`` (etc.) breaks the path
 while the reader keeps talking to moto directly.
 """
 
+import contextlib
 import json
 import logging
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -166,13 +173,33 @@ class MotoLogs:
         """Events across every log group (the benchmark's summary)."""
         return sum(len(self.events(group)) for group in self.log_groups())
 
-    def reset(self):
-        """Wipe every moto backend (all log groups)."""
-        import urllib.request
 
-        request = urllib.request.Request(self.moto_url + "/moto-api/reset", method="POST", data=b"")
-        with urllib.request.urlopen(request, timeout=10) as response:
-            response.read()
+@contextlib.contextmanager
+def moto_process(host=LOOPBACK):
+    """moto's server in a child process, with accounts of its own; yields its URL (``/moto-api/reset`` is safe)."""
+    script = (
+        "import logging, sys\n"
+        "from moto.server import ThreadedMotoServer\n"
+        "logging.getLogger('werkzeug').setLevel(logging.WARNING)\n"
+        f"server = ThreadedMotoServer(ip_address={host!r}, port=0, verbose=False)\n"
+        "server.start()\n"
+        "print(server.get_host_and_port()[1], flush=True)\n"
+        "sys.stdin.read()\n"  # until the parent closes our stdin (or dies)
+        "server.stop()\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        port = child.stdout.readline().strip()
+        if not port.isdigit():
+            raise RuntimeError(f"moto did not start (exit code {child.wait(10)})")
+        yield f"http://{host}:{port}"
+    finally:
+        child.stdin.close()
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def unique_log_group(prefix="cruddur-test"):
