@@ -116,25 +116,12 @@ def test_count_adds_named_counters_to_status_and_metrics(config):
         status.count("queued")
 
 
-def test_counts_made_before_registration_are_kept(config):
-    status = IntegrationStatus("early", True, "test")
-    status.record_sent(2)
-    status.record_error(TimeoutError())
-    app = create_app(config)
-    from cruddur.telemetry.core.status import register
-
-    register(app, status)
-    shown = app.test_client().get("/api/health-check").get_json()["integrations"]["early"]
-    assert (shown["sent"], shown["failed"], shown["last_error"]) == (2, 1, "TimeoutError")
-
-
 def test_metrics_read_every_process_file(tmp_path):
     """Two processes counting into one folder: a reader sees the sum, per integration and event."""
     script = (
         "import os, sys\n"
         "from cruddur.telemetry.core.status import IntegrationStatus, Metrics\n"
-        "status = IntegrationStatus('rollbar', True, 'test')\n"
-        "status.attach(Metrics(os.environ['PROMETHEUS_MULTIPROC_DIR']))\n"
+        "status = IntegrationStatus('rollbar', True, 'test', Metrics(os.environ['PROMETHEUS_MULTIPROC_DIR']))\n"
         "status.record_sent(int(sys.argv[1]))\n"
     )
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}

@@ -14,7 +14,7 @@ import logging
 from flask import Flask
 
 from .core import shutdown
-from .core.status import IntegrationStatus, announce, register
+from .core.status import announce, track
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,5 @@ def init_app(app: Flask) -> None:
 
 def register_off(app: Flask, name: str, reason: str, logger: logging.Logger = log) -> bool:
     """Register integration `name` as off for `reason` (the health check shows it; `logger` says it once)."""
-    status = IntegrationStatus(name, False, reason)
-    register(app, status)
+    status = track(app, name, False, reason)
     return announce(logger, status)

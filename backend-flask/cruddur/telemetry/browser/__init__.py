@@ -14,7 +14,7 @@ from flask import Flask
 from ...config import Config
 from ..core.delivery import BoundedSender, RetryLater, retry_after_seconds
 from ..core.shutdown import on_shutdown
-from ..core.status import IntegrationStatus, announce, register
+from ..core.status import IntegrationStatus, announce, track
 from .limits import ClientBuckets
 from .spans import decode_export, span_count
 
@@ -67,9 +67,8 @@ def init_app(app: Flask) -> bool:
         reason = "forwards browser spans over OTLP/HTTP"
     else:
         reason = "trace export is off: browser spans are accepted and dropped"
-    status = IntegrationStatus(NAME, bool(config.traces_url), reason)
+    status = track(app, NAME, bool(config.traces_url), reason)
     relay = app.extensions[EXTENSION] = Relay(config, status)
     if relay.sender is not None:
         on_shutdown(app, 15, "browser-relay", relay.sender.flush)
-    register(app, status)
     return announce(log, status)

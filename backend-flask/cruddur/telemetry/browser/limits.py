@@ -13,15 +13,12 @@ from collections import OrderedDict
 class ClientBuckets:
     """`rate` tokens a second per client, up to `burst`; at most `max_clients` buckets.
 
-    When the table is full, the client seen least recently is forgotten: it starts again with a
-    full bucket, which is what a client idle that long would have had anyway. A flood of new
-    addresses pushes out idle clients one at a time and never resets the busy ones.
+    When the table is full, the client seen least recently is forgotten: it starts again with the full
+    bucket it would have had anyway. A flood of new addresses pushes out idle clients, never busy ones.
     """
 
     def __init__(self, rate: float, burst: float, max_clients: int = 10_000):
-        self.rate = rate
-        self.burst = burst
-        self.max_clients = max_clients
+        self.rate, self.burst, self.max_clients = rate, burst, max_clients
         self._lock = threading.Lock()
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (tokens, when)
 

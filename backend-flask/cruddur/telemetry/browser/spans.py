@@ -1,10 +1,9 @@
 """What the browser relay accepts: the frontend's OTLP trace exports, decoded, checked, cleaned.
 
 Both encodings decode into opentelemetry-proto's `ExportTraceServiceRequest`; OTLP/JSON is protobuf's
-JSON mapping (`json_format`) except that ids are hex, not base64, and enums are integers only (OTLP
-specification, "JSON Protobuf Encoding"). The request must look like what the frontend's web SDK sends:
-resource `service.name` `frontend-react-js`, spans of kind INTERNAL (page load) or CLIENT (fetch),
-bounded sizes. Other resource attributes are dropped: no export can pass as another service or host.
+JSON mapping with hex ids and integer-only enums (OTLP specification, "JSON Protobuf Encoding"). Only
+what the frontend's web SDK sends passes: `service.name` `frontend-react-js`, INTERNAL (page load) or
+CLIENT (fetch) spans, bounded sizes. Other resource attributes are dropped: none poses as another host.
 """
 
 from __future__ import annotations

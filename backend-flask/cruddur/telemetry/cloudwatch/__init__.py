@@ -16,7 +16,7 @@ from flask import Flask
 from .. import register_off
 from ..core.log_limits import RateLimitedWarning
 from ..core.shutdown import on_shutdown
-from ..core.status import IntegrationStatus, announce, register
+from ..core.status import IntegrationStatus, announce, track
 
 NAME = "cloudwatch"
 CAPACITY = 10_000  # lines accepted, not yet delivered, per worker (~5 MB); beyond it new ones are dropped
@@ -54,8 +54,7 @@ def init_app(app: Flask) -> bool:
 
 
 def report(app: Flask, reason: str) -> IntegrationStatus:
-    status = IntegrationStatus(NAME, True, reason)
-    register(app, status)
+    status = track(app, NAME, True, reason)
     announce(log, status)
     return status
 

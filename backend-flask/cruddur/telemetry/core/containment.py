@@ -29,14 +29,9 @@ class Containment:
     def failed(self, where: str, error: BaseException) -> None:
         """Count and (rate-limited) log a failure that was kept from the request."""
         self.status.count(CONTAINED)
-        self._warning.warn(
-            "%s: %s in %s was contained; the request was served (%.*s)",
-            self.status.name,
-            type(error).__name__,
-            where,
-            MAX_DETAIL_CHARS,
-            str(error),
-        )
+        detail = str(error)[:MAX_DETAIL_CHARS]
+        message = "%s: %s in %s was contained; the request was served (%s)"
+        self._warning.warn(message, self.status.name, type(error).__name__, where, detail)
 
     def hook(self, function, where: str | None = None, fallback=None):
         """`function` wrapped so that an exception is contained; `fallback(*args)` then gives the result."""

@@ -1,10 +1,9 @@
 """A bounded queue with one sender thread: how telemetry leaves the process without blocking a request.
 
-The request thread only appends to a bounded queue (dropping and counting when it is full). One
-daemon thread per process delivers, one item at a time; a vendor's `Retry-After` pauses the sender
-(never a request). A failed item is counted and dropped, not retried: a retry loop is how an outage
-turns into a memory leak. The thread starts on first use, and a process forked after the queue was
-made starts afresh, so each gunicorn worker has its own.
+The request thread only appends (dropping and counting when full); one daemon thread per process
+delivers, one item at a time, and a vendor's `Retry-After` pauses it, never a request. A failed item
+is counted and dropped, not retried: a retry loop turns an outage into a memory leak. Each gunicorn
+worker (forked after the queue was made) starts afresh with its own thread.
 """
 
 from __future__ import annotations

@@ -11,11 +11,9 @@ class RateLimitedWarning:
     """Logs a warning at most once per `interval` seconds, saying how many were suppressed."""
 
     def __init__(self, logger: logging.Logger, interval: float = 60.0):
-        self.logger = logger
-        self.interval = interval
+        self.logger, self.interval = logger, interval
         self._lock = threading.Lock()
-        self._last = 0.0
-        self._suppressed = 0
+        self._last, self._suppressed = 0.0, 0
 
     def warn(self, message: str, *args) -> None:
         """Log now, or count it for the next line if one was logged within the interval."""
@@ -34,11 +32,9 @@ class RateLimitedWarning:
 class RateLimitFilter(logging.Filter):
     """Lets library log records through at most once per interval per message, without traceback.
 
-    For SDK loggers that log every failed export with a stack trace (OpenTelemetry's exporter,
-    the X-Ray SDK's emitter and pollers, watchtower, botocore): the first line of each kind is
-    kept, the rest counted. Records of other loggers pass untouched. Installed on handlers (through
-    logs.LibraryRecordFilter, which judges each record once for all of them), because a logger's
-    own filters do not apply to records of its child loggers.
+    For SDK loggers that log every failed export with a stack trace: the first line of each kind is
+    kept, the rest counted; other loggers' records pass. On handlers (through logs.LibraryRecordFilter),
+    because a logger's own filters do not apply to its child loggers' records.
     """
 
     def __init__(self, prefixes: tuple[str, ...], interval: float = 60.0):

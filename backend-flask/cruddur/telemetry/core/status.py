@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -86,24 +85,19 @@ class Metrics:
 class IntegrationStatus:
     """What one integration reports: on or off and why, its queue, and its counters.
 
-    Registered in `app.extensions["cruddur.integrations"][name]`; `/api/health-check` shows
-    `status()`. It never holds secrets or addresses: only numbers, times and a short reason.
-    Thread-safe (prometheus_client's values are). Under gunicorn, `queued` adds the answering
-    worker's queue as it is now to the other live workers' queues as of their last delivery,
-    drop or failure (a worker publishes its queue length whenever it counts one of those).
+    `/api/health-check` shows `status()`: numbers, times and a short reason, never secrets or addresses.
+    Under gunicorn, `queued` adds this worker's queue now to the other live workers' queues as of their
+    last delivery, drop or failure (a worker publishes its queue length whenever it counts one).
     """
 
-    def __init__(self, name: str, enabled: bool, reason: str):
+    def __init__(self, name: str, enabled: bool, reason: str, metrics: Metrics | None = None):
+        """Counts in `metrics` (the app's, from `track`), else in a registry of its own."""
         self.name = name
         self.enabled = enabled
         self.reason = reason
+        self.metrics = metrics or Metrics()
         self._queued: Callable[[], int] | None = None
-        self._lock = threading.Lock()
         self._children: dict[str, object] = {}
-        # Until `register` attaches the app's metrics, counts wait here (and status() reads them).
-        self._metrics: Metrics | None = None
-        self._pending: dict[str, int] = dict.fromkeys(STANDARD_EVENTS, 0)
-        self._pending_errors: dict[str, float] = {}
 
     def set_queue_probe(self, queued: Callable[[], int]) -> None:
         """Tell the status how to read the integration's current queue length."""
@@ -120,12 +114,8 @@ class IntegrationStatus:
     def record_error(self, error: BaseException | str) -> None:
         """Count a failed delivery attempt and remember when (the error's type, never its text)."""
         kind = error if isinstance(error, str) else type(error).__name__
-        metrics = self._metrics
-        if metrics is not None:  # the time first: a reader never sees a failure without one
-            metrics.last_error.labels(self.name, kind).set(time.time())
-        else:
-            with self._lock:
-                self._pending_errors[kind] = time.time()
+        # The time first: a reader never sees a failure without one.
+        self.metrics.last_error.labels(self.name, kind).set(time.time())
         self.count("failed")
 
     def count(self, name: str, n: int = 1) -> None:
@@ -134,13 +124,9 @@ class IntegrationStatus:
         if child is None:
             if name in _FIELDS:
                 raise ValueError(f"{name!r} is a status field, not a counter")
-            with self._lock:
-                if self._metrics is None:
-                    self._pending[name] = self._pending.get(name, 0) + n
-                    return
-                child = self._children.setdefault(name, self._metrics.events.labels(self.name, name))
+            child = self._children.setdefault(name, self.metrics.events.labels(self.name, name))
         child.inc(n)
-        if self._metrics.multiprocess_dir and name in STANDARD_EVENTS:
+        if self.metrics.multiprocess_dir and name in STANDARD_EVENTS:
             self._publish_queue()  # the other workers read this process's queue from its file
 
     def _publish_queue(self) -> int:
@@ -149,22 +135,8 @@ class IntegrationStatus:
             queued = int(self._queued()) if self._queued is not None else 0
         except Exception:  # a probe must never break the health check
             queued = -1
-        if self._metrics is not None:
-            self._metrics.queued.labels(self.name).set(max(queued, 0))
+        self.metrics.queued.labels(self.name).set(max(queued, 0))
         return queued
-
-    def attach(self, metrics: Metrics) -> None:
-        """Count in the app's `metrics` from now on, with what was counted before."""
-        with self._lock:
-            if self._metrics is not None:
-                return
-            self._metrics = metrics
-            pending, self._pending = self._pending, {}
-            errors, self._pending_errors = self._pending_errors, {}
-        for event, value in pending.items():
-            self.count(event, value)
-        for error, at in errors.items():
-            metrics.last_error.labels(self.name, error).set(at)
 
     @property
     def sent(self) -> int:
@@ -184,16 +156,11 @@ class IntegrationStatus:
     def status(self, values: dict[str, dict] | None = None) -> dict:
         """A JSON-ready snapshot; `values` is a `Metrics.read()` shared by several integrations."""
         own_queue = self._publish_queue()
-        metrics = self._metrics
-        if values is None and metrics is not None:
-            values = metrics.read()
-        elif values is None:
-            with self._lock:
-                values = {self.name: {"events": dict(self._pending), "errors": dict(self._pending_errors)}}
+        values = self.metrics.read() if values is None else values
         mine = values.get(self.name, {"events": {}, "queued": 0, "errors": {}})
         events = {event: 0 for event in STANDARD_EVENTS} | mine["events"]
         # A probe that failed in this process says so (-1) rather than showing a partial sum.
-        instance_wide = metrics is not None and metrics.multiprocess_dir and own_queue >= 0
+        instance_wide = self.metrics.multiprocess_dir and own_queue >= 0
         queued = mine["queued"] if instance_wide else own_queue
         last_error, last_at = max(mine["errors"].items(), key=lambda item: item[1], default=(None, None))
         return {
@@ -216,10 +183,11 @@ def init_app(app: Flask) -> Metrics:
     return metrics
 
 
-def register(app: Flask, status: IntegrationStatus) -> None:
-    """Make an integration's status visible in the health check and /metrics."""
-    status.attach(init_app(app))
-    app.extensions.setdefault("cruddur.integrations", {})[status.name] = status
+def track(app: Flask, name: str, enabled: bool, reason: str) -> IntegrationStatus:
+    """A new status of integration `name`, counting in the app's metrics, shown by the health check."""
+    status = IntegrationStatus(name, enabled, reason, init_app(app))
+    app.extensions.setdefault("cruddur.integrations", {})[name] = status
+    return status
 
 
 def snapshot(app: Flask) -> dict[str, dict]:

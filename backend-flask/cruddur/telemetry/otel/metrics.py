@@ -19,7 +19,7 @@ from opentelemetry.sdk.metrics.export import MetricExportResult, PeriodicExporti
 from ...config import Config
 from .. import register_off
 from ..core.shutdown import on_shutdown
-from ..core.status import IntegrationStatus, announce, register
+from ..core.status import IntegrationStatus, announce, track
 from .tracing import service_resource
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def init_app(app: Flask) -> bool:
     if not url:
         why = "OTEL_METRICS_EXPORTER=none" if config.metrics_exporter == "none" else "no OTLP endpoint"
         return register_off(app, NAME, why, log)
-    status = IntegrationStatus(NAME, True, "HTTP server metrics over OTLP/HTTP, one series per worker")
+    status = track(app, NAME, True, "HTTP server metrics over OTLP/HTTP, one series per worker")
     resource = service_resource(config, {"service.instance.id": f"{socket.gethostname()}/{os.getpid()}"})
     exporter = CountingMetricExporter(
         status, endpoint=url, headers=config.metrics_headers, timeout=EXPORT_TIMEOUT_SECONDS
@@ -79,5 +79,4 @@ def init_app(app: Flask) -> bool:
     )
     app.extensions["cruddur.meter_provider"] = provider
     on_shutdown(app, 20, NAME, lambda seconds: provider.shutdown(timeout_millis=seconds * 1000))
-    register(app, status)
     return announce(log, status)

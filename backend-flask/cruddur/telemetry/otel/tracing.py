@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from ...config import Config
 from ..core.containment import ContainedSpanProcessor, Containment
 from ..core.shutdown import min_share, on_shutdown
-from ..core.status import IntegrationStatus, announce, register
+from ..core.status import IntegrationStatus, announce, track
 from . import propagation
 from .sampling import build_sampler
 from .spans import TRACER
@@ -216,7 +216,7 @@ def init_app(app: Flask) -> bool:
     config: Config = app.extensions["cruddur.config"]
     provider = build_provider(config)
     exporter, reason = _exporter(config)
-    status = IntegrationStatus("opentelemetry", exporter is not None, reason)
+    status = track(app, "opentelemetry", exporter is not None, reason)
     if exporter is not None:
         add_destination(app, provider, exporter, status)
     app.extensions["cruddur.tracer_provider"] = provider
@@ -238,5 +238,4 @@ def init_app(app: Flask) -> bool:
     from ...auth import user_identified
 
     user_identified.connect(record_enduser, app)
-    register(app, status)
     return announce(log, status)

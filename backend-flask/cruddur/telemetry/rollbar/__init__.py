@@ -13,7 +13,7 @@ from flask import Flask, got_request_exception
 from ...config import Config
 from .. import register_off
 from ..core.shutdown import on_shutdown
-from ..core.status import IntegrationStatus, announce, register
+from ..core.status import announce, track
 
 log = logging.getLogger(__name__)
 NAME = "rollbar"
@@ -31,7 +31,7 @@ def init_app(app: Flask) -> bool:
     from .reporter import RollbarReporter, configure_pyrollbar
 
     configure_pyrollbar(config)
-    status = IntegrationStatus(NAME, True, "ROLLBAR_ACCESS_TOKEN is set")
+    status = track(app, NAME, True, "ROLLBAR_ACCESS_TOKEN is set")
     reporter = RollbarReporter(config, status)
     status.reason += f"; environment {reporter.environment}"
     app.extensions[EXTENSION] = reporter
@@ -41,5 +41,4 @@ def init_app(app: Flask) -> bool:
 
     user_identified.connect(reporter.on_user_identified, app)
     on_shutdown(app, priority=20, name=NAME, flush=reporter.flush)
-    register(app, status)
     return announce(log, status)

@@ -1,14 +1,9 @@
 """Rollbar items, built by pyrollbar and delivered off the request path.
 
-pyrollbar builds every item through its public API (`rollbar.report_exc_info`, `report_message`:
-trace chain, Flask request, server, scrubbing). A payload handler (`events.add_payload_handler`)
-takes the finished item and returns False, so pyrollbar does not send it: it goes to a
-BoundedSender (core/delivery.py), bounded and counted, where pyrollbar's 'thread' handler would
-start one unbounded thread per item.
-
-pyrollbar keeps its settings in process globals, taken from the first `rollbar.init` only. So each
-reporter puts its own environment, code version, person and trace ids (`payload_data`) and token
-on its items, and scrubs them once more: apps built one after another never see each other's settings.
+pyrollbar builds each item (`report_exc_info`, `report_message`); a payload handler takes it and returns
+False, so a BoundedSender delivers it, bounded and counted (pyrollbar's 'thread' handler starts a thread
+per item). pyrollbar's settings are globals from the first `rollbar.init`, so each reporter puts its own
+environment, code version, person, trace ids and token on its items, and scrubs them once more.
 """
 
 from __future__ import annotations

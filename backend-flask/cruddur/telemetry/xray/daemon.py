@@ -34,7 +34,7 @@ from ..core.containment import ContainedSpanProcessor, Containment
 from ..core.context import rerooted_xray_id, set_rerooted_xray_id, xray_accepts, xray_trace_id
 from ..core.delivery import BoundedSender
 from ..core.shutdown import on_shutdown
-from ..core.status import IntegrationStatus, announce, register
+from ..core.status import IntegrationStatus, announce, track
 from ..otel.propagation import caller_decision
 from .rules import DEFAULT_RULE_FILES, load_local_sampling_rules
 
@@ -101,11 +101,8 @@ def sql_block(attributes, database_url: str, database_user: str) -> dict:
     """X-Ray's `sql`: the query with its placeholders (never values), the database, its URL and user."""
     system = attributes.get("db.system")
     sql = {"sanitized_query": attributes["db.statement"], "database_type": DATABASE_TYPES.get(system, system)}
-    if database_url:
-        sql["url"] = database_url
-    if database_user:
-        sql["user"] = database_user
-    return sql
+    known = {"url": database_url, "user": database_user}
+    return sql | {key: value for key, value in known.items() if value}
 
 
 def _finite(value) -> bool:
@@ -260,7 +257,7 @@ def _sampling_rules(service_name: str) -> tuple[dict | None, str]:
 def init_app(app: Flask) -> bool:
     """Open an X-Ray segment per sampled request, sent to the daemon at AWS_XRAY_DAEMON_ADDRESS."""
     config: Config = app.extensions["cruddur.config"]
-    status = IntegrationStatus(NAME, True, "segments to the X-Ray daemon over UDP")
+    status = track(app, NAME, True, "segments to the X-Ray daemon over UDP")
     try:
         rules, rules_source = _sampling_rules(config.service_name)
         emitter = DaemonEmitter(config.xray_daemon_address, status)
@@ -296,5 +293,4 @@ def init_app(app: Flask) -> bool:
     on_shutdown(app, 10, NAME, emitter.sender.flush)
     app.extensions["cruddur.xray"] = recorder
     app.extensions["cruddur.xray_subsegments"] = subsegments
-    register(app, status)
     return announce(log, status)

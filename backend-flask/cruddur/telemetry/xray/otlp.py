@@ -11,7 +11,7 @@ from flask import Flask
 
 from ...config import Config
 from .. import register_off
-from ..core.status import IntegrationStatus, announce, register
+from ..core.status import announce, track
 from ..otel.aws import resolve, signed_session
 from ..otel.tracing import add_destination, otlp_exporter
 
@@ -25,8 +25,7 @@ def init_app(app: Flask) -> bool:
     endpoint, region, why_not = resolve("xray", config.aws_region)
     if why_not:
         return register_off(app, NAME, f"CRUDDUR_XRAY_TRANSPORT=otlp, but {why_not}", log)
-    status = IntegrationStatus(NAME, True, f"OTLP/HTTP spans to X-Ray in {region}, SigV4-signed")
+    status = track(app, NAME, True, f"OTLP/HTTP spans to X-Ray in {region}, SigV4-signed")
     exporter = otlp_exporter(config, endpoint + "/v1/traces", {}, session=signed_session("xray", region))
     add_destination(app, app.extensions["cruddur.tracer_provider"], exporter, status)
-    register(app, status)
     return announce(log, status)
