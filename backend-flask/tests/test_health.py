@@ -106,6 +106,9 @@ def test_an_exporter_that_raises_is_counted_once_with_its_error_type():
 def test_count_adds_named_counters_to_status_and_metrics(config):
     app = create_app(config)
     status = app.extensions["cruddur.integrations"]["opentelemetry"]
+    exposed = app.test_client().get("/metrics").get_data(True)
+    for event in ("sent", "dropped", "failed"):  # every integration's, at zero before anything happens
+        assert f'event="{event}",integration="opentelemetry"}} 0.0' in exposed
     status.count("rerooted", 0)
     assert status.status()["rerooted"] == 0
     status.count("rerooted")

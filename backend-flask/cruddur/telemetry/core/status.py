@@ -92,12 +92,12 @@ class IntegrationStatus:
 
     def __init__(self, name: str, enabled: bool, reason: str, metrics: Metrics | None = None):
         """Counts in `metrics` (the app's, from `track`), else in a registry of its own."""
-        self.name = name
-        self.enabled = enabled
-        self.reason = reason
+        self.name, self.enabled, self.reason = name, enabled, reason
         self.metrics = metrics or Metrics()
         self._queued: Callable[[], int] | None = None
         self._children: dict[str, object] = {}
+        for event in STANDARD_EVENTS:  # in /metrics from the start, at zero
+            self.count(event, 0)
 
     def set_queue_probe(self, queued: Callable[[], int]) -> None:
         """Tell the status how to read the integration's current queue length."""
