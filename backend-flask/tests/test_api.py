@@ -419,14 +419,19 @@ def test_workers_creating_one_new_database_together(config):
     duplicate key, the schema applied once and the seed written once (lock file or advisory lock)."""
     import multiprocessing
 
-    context = multiprocessing.get_context("fork")
+    # Fresh interpreters, as gunicorn's workers are: a fork of this threaded test process can inherit
+    # a lock another thread holds (logging's, an import's) and hang.
+    context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(6)
     workers = [context.Process(target=_build_app, args=(config, barrier)) for _ in range(6)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(60)
-    assert [w.exitcode for w in workers] == [0] * 6
+    exit_codes = [w.exitcode for w in workers]
+    for worker in workers:
+        worker.kill()  # one that hung would outlive the test
+    assert exit_codes == [0] * 6
     with open_store(config) as store:
         assert store._execute("SELECT COUNT(*) AS n FROM users").fetchone()["n"] == 5
         assert store._execute("SELECT COUNT(*) AS n FROM activities").fetchone()["n"] == 7
