@@ -29,8 +29,11 @@ from urllib.parse import quote
 
 import pytest
 
+from cruddur import create_app
+from cruddur.config import Config
 from tests.support.app_server import AppServer
 from tests.support.browser_exports import export_json, export_protobuf, json_span
+from tests.support.postgres import create_database, drop_database
 
 ONE_MIB = 1024 * 1024
 RELAY_MAX = 512 * 1024  # cruddur.telemetry.browser.MAX_BODY_BYTES
@@ -1018,9 +1021,23 @@ def test_corpus_ids_are_unique():
     assert len(ids) > 250
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def corpus_client(request, tmp_path_factory):
+    """One app per database for the whole corpus, as the gunicorn run has one server: no case depends
+    on another's writes (a new app per case was 174 of this module's 183 s)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('hostile') / 'cruddur.db'}"
+    else:
+        server = request.getfixturevalue("postgres_server")
+        url = create_database(server)
+        request.addfinalizer(lambda: drop_database(server, url))
+    config = Config.from_env({}).replace(env="test", database_url=url, code_version="test", seed_data=True)
+    return create_app(config).test_client()
+
+
 @pytest.mark.parametrize("hostile", _params("flask"))
-def test_flask_client(client, hostile: Case):
-    hostile.run(FlaskTransport(client))
+def test_flask_client(corpus_client, hostile: Case):
+    hostile.run(FlaskTransport(corpus_client))
 
 
 @pytest.fixture(scope="module")
