@@ -7,6 +7,7 @@ import pytest
 
 from cruddur import create_app
 from cruddur.config import Config
+from tests.support.fixtures import seeded_config
 
 pytest_plugins = ["tests.support.fixtures"]
 
@@ -22,7 +23,7 @@ def database_url(request, tmp_path) -> str:
 @pytest.fixture
 def config(database_url) -> Config:
     """A test configuration with every integration off and the seed data written."""
-    return Config.from_env({}).replace(env="test", database_url=database_url, code_version="test", seed_data=True)
+    return seeded_config(database_url)
 
 
 @pytest.fixture

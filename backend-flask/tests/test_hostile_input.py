@@ -30,9 +30,9 @@ from urllib.parse import quote
 import pytest
 
 from cruddur import create_app
-from cruddur.config import Config
 from tests.support.app_server import AppServer
 from tests.support.browser_exports import export_json, export_protobuf, json_span
+from tests.support.fixtures import seeded_config
 from tests.support.postgres import create_database, drop_database
 
 ONE_MIB = 1024 * 1024
@@ -1031,8 +1031,7 @@ def corpus_client(request, tmp_path_factory):
         server = request.getfixturevalue("postgres_server")
         url = create_database(server)
         request.addfinalizer(lambda: drop_database(server, url))
-    config = Config.from_env({}).replace(env="test", database_url=url, code_version="test", seed_data=True)
-    return create_app(config).test_client()
+    return create_app(seeded_config(url)).test_client()
 
 
 @pytest.mark.parametrize("hostile", _params("flask"))

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from cruddur.config import Config
 from tests.support.app_server import AppServer
 from tests.support.moto_logs import MotoLogs, unique_log_group
 from tests.support.otlp_receiver import OTLPReceiver
@@ -47,6 +48,11 @@ def rollbar_receiver():
     """A Rollbar API stand-in on a fresh loopback port."""
     with RollbarReceiver() as receiver:
         yield receiver
+
+
+def seeded_config(database_url: str) -> Config:
+    """The tests' configuration: every integration off, the seed data written to `database_url`."""
+    return Config.from_env({}).replace(env="test", database_url=database_url, code_version="test", seed_data=True)
 
 
 @pytest.fixture(scope="session")
