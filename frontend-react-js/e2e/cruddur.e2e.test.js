@@ -154,6 +154,9 @@ describe('Cruddur in Chromium', () => {
     traced.on('requestfailed', (request) => {
       if (isRelay(request)) relay.push(`${request.method()} failed: ${request.failure()?.errorText}`);
     });
+    // The page sign-in lands on fetches the feed too: let that finish, or the navigation below cancels
+    // it and the waiter catches a request that never gets a response.
+    await traced.waitForLoadState('networkidle');
     const homeRequest = traced.waitForRequest((r) => r.url().endsWith('/api/activities/home'));
     const homeResponse = homeRequest.then((request) => request.response()); // this request's, not an earlier one's
     await traced.goto(`${stack.frontendUrl}/`);
