@@ -173,6 +173,31 @@ def test_refused_credentials_are_counted_and_the_signature_is_never_logged(
     assert SECRET_KEY not in logged and SESSION_TOKEN not in logged
 
 
+def test_the_log_exporter_builds_one_logs_client_however_often_creating_the_stream_fails(
+    otlp_app, aws_endpoint, monkeypatch
+):
+    """A client is ~100 ms of CPU and 30,000 objects: built per export, it stalled every request."""
+    import boto3
+
+    built = []
+    client = boto3.session.Session.client
+
+    def counting_client(session, service, *args, **kwargs):
+        built.append(service)
+        return client(session, service, *args, **kwargs)
+
+    monkeypatch.setattr(boto3.session.Session, "client", counting_client)
+    aws_endpoint.expired_tokens.add(SESSION_TOKEN)  # CreateLogGroup refused, every time
+    app = otlp_app(xray_transport="daemon")
+    handler = app.extensions["cruddur.cloudwatch"]
+    for _ in range(3):
+        app.test_client().get("/api/activities/home")
+        handler.flush(10)
+    create_attempts = [d for d in aws_endpoint.denied() if d["path"] == "/"]
+    assert len(create_attempts) >= 3, aws_endpoint.denied()
+    assert built == ["logs"]
+
+
 def test_credentials_expiring_later_fail_the_otlp_log_export_itself(otlp_app, aws_endpoint, monkeypatch):
     monkeypatch.setattr(cloudwatch_otlp, "SEND_INTERVAL_SECONDS", 0.2)
     app = otlp_app(xray_transport="daemon")

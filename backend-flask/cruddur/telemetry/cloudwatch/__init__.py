@@ -79,6 +79,22 @@ def logs_client(region: str, attempts: int):
     return boto3.session.Session(region_name=region).client("logs", config=timeouts)
 
 
+class PrebuiltClient:
+    """The client `build()` makes on its own thread at startup (~100 ms of GIL); the first call waits."""
+
+    def __init__(self, build):
+        self._build, self._client, self._lock = build, None, threading.Lock()
+        threading.Thread(target=self.client, name="cloudwatch-client", daemon=True).start()
+
+    def client(self):
+        with self._lock:
+            self._client = self._client or self._build()
+        return self._client
+
+    def __getattr__(self, name: str):
+        return getattr(self.client(), name)
+
+
 def create_destination(client, group: str, stream: str) -> None:
     """CreateLogGroup, then CreateLogStream; existing ones are fine. Raises on other errors."""
     try:  # a role may write to a provisioned group and not be allowed to create one

@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import queue
-import threading
 import warnings
 
 from flask import Flask
 
-from . import Backlog, ShippingHandler, create_destination, error_code, logs_client, report, stream_name
+from . import Backlog, PrebuiltClient, ShippingHandler, create_destination, error_code, logs_client, report, stream_name
 
 SEND_INTERVAL_SECONDS = 2.5  # watchtower sends a batch at least this often
 PUT_LOG_EVENTS = "cloudwatch-logs.PutLogEvents"  # botocore's event name for the call
@@ -36,27 +35,11 @@ def build_handler(app: Flask, region: str) -> CloudWatchQueueHandler:
         log_group_name=group,
         log_stream_name=stream_name(config.service_name, "{process_id}"),
         send_interval=SEND_INTERVAL_SECONDS,
-        boto3_client=BackgroundClient(deliveries.build_client),
+        boto3_client=PrebuiltClient(deliveries.build_client),
         create_log_group=False,  # no AWS call here: Deliveries makes both on the client's thread
         create_log_stream=False,  # watchtower's drops lines, uncounted, while it makes one
     )
     return CloudWatchQueueHandler(cloudwatch, deliveries)
-
-
-class BackgroundClient:
-    """The client `build()` makes on its own thread at startup (~100 ms of GIL); the first call waits."""
-
-    def __init__(self, build):
-        self._build, self._client, self._lock = build, None, threading.Lock()
-        threading.Thread(target=self.client, name="cloudwatch-client", daemon=True).start()
-
-    def client(self):
-        with self._lock:
-            self._client = self._client or self._build()
-        return self._client
-
-    def __getattr__(self, name: str):
-        return getattr(self.client(), name)
 
 
 class Deliveries:
