@@ -31,6 +31,12 @@ SENDER_THREAD = "cruddur-rollbar-sender"
 
 
 @pytest.fixture
+def database_url(tmp_path) -> str:
+    """Shipping does not depend on the database: SQLite only (not both databases)."""
+    return f"sqlite:///{tmp_path / 'cruddur.db'}"
+
+
+@pytest.fixture
 def receiver():
     """A Rollbar API stand-in on 127.0.0.1."""
     with RollbarReceiver() as server:
@@ -460,11 +466,17 @@ def test_the_public_api_check_catches_a_private_read():
     assert reads == ["_get_current_object"]
 
 
-def test_a_direct_pyrollbar_call_goes_to_the_apps_reporter_and_pyrollbar_does_not_send_it(rollbar_app, receiver):
+def test_a_direct_pyrollbar_call_goes_to_the_apps_reporter_and_pyrollbar_does_not_send_it(
+    rollbar_app, rollbar_config, receiver
+):
+    # A later app re-initialises pyrollbar's globals; the direct call still carries this app's settings.
+    other = create_app(rollbar_config.replace(rollbar_environment="other-env", code_version="other"))
+    reporter_of(other).flush(0)
     with rollbar_app.test_request_context("/rollbar/direct"):
         rollbar.report_message("direct call", "warning")  # application code using pyrollbar itself
     [item] = receiver.wait_for_items()
-    assert item_message(item) == "direct call" and item["environment"] == "test"
+    assert item_message(item) == "direct call"
+    assert (item["environment"], item["code_version"]) == ("test", "test")
     assert receiver.payloads()[0]["access_token"] == TOKEN
     time.sleep(0.3)  # pyrollbar's own send (blocking, to its configured endpoint) would show up here
     assert receiver.request_count == 1

@@ -17,7 +17,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import rollbar
 from flask import Flask, current_app, g, has_app_context, has_request_context, request
-from rollbar.lib import defaultJSONEncode, events, transport
+from rollbar.lib import defaultJSONEncode, dict_merge, events, transport
 from rollbar.lib.transforms import transform
 from rollbar.lib.transforms.scrub_redact import ScrubRedactTransform
 from rollbar.lib.transforms.scruburl import ScrubUrlTransform
@@ -90,7 +90,7 @@ def _take_payload(payload: dict, **_kw):
     reporter = current_app.extensions.get(EXTENSION) if has_app_context() else None
     if reporter is None:
         return payload  # not ours: pyrollbar sends it as configured
-    reporter.take(payload)
+    reporter.take(dict_merge(payload, {"data": reporter.item_data()}))  # this app's settings, not the globals
     return False
 
 
@@ -139,7 +139,7 @@ class RollbarReporter:
         token = _building.set(build)
         try:
             # pyrollbar reads the request behind Flask's proxy itself, and none outside a request.
-            report(subject, request=request, payload_data=self._item_data(), level=level)
+            report(subject, request=request, payload_data=self.item_data(), level=level)
         except Exception as error:
             return self._build_failed(error)
         finally:
@@ -155,7 +155,7 @@ class RollbarReporter:
         self._warning.warn("rollbar: could not build an item (%s); dropped", why)
         return False
 
-    def _item_data(self) -> dict:
+    def item_data(self) -> dict:
         """This app's part of an item: settings, the acting user, route, trace ids (merged by pyrollbar)."""
         data = {"environment": self.environment, "code_version": self.code_version}
         # The acting user comes from a verified token or from configuration, never from anything
