@@ -2,6 +2,7 @@
 
 import json
 import socket
+import threading
 import time
 
 import pytest
@@ -116,6 +117,26 @@ def test_refuse_closes_the_port_and_ok_rebinds_it():
         emitter.send_entity(Segment("dropped"))
         wait_for(lambda: listener.datagram_count == 2)
         assert [d["name"] for d in listener.documents()] == ["delivered"]
+
+
+def test_stop_returns_at_once_while_datagrams_keep_arriving():
+    """The reader never waits for the lock stop() holds while it joins the reader."""
+    listener = XRayListener().start()
+    emitter, sending = UDPEmitter(listener.daemon_address), threading.Event()
+
+    def flood():
+        while not sending.is_set():
+            emitter.send_entity(Segment("flood"))
+
+    thread = threading.Thread(target=flood, daemon=True)
+    thread.start()
+    wait_for(lambda: listener.datagram_count > 100)
+    started = time.monotonic()
+    listener.stop()
+    stopped_in = time.monotonic() - started
+    sending.set()
+    thread.join(5)
+    assert stopped_in < 2.0  # the reader's join gives up after 5 s
 
 
 def test_sampling_api_answers_the_sdk_connector():

@@ -245,7 +245,9 @@ class XRayListener:
         self.host = host
         self._port = port
         self._mode = mode
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # start, stop, mode
+        # What was received: the reader takes this one, never _lock, so stop() can join it holding _lock.
+        self._received = threading.Lock()
         self._documents = []
         self._malformed = []
         self._rejected = []
@@ -335,7 +337,7 @@ class XRayListener:
 
     def documents(self):
         """Every document received (segments and independently sent subsegments), in arrival order."""
-        with self._lock:
+        with self._received:
             return list(self._documents)
 
     def segments(self):
@@ -363,13 +365,13 @@ class XRayListener:
 
     def malformed(self):
         """Datagrams that did not parse, as (bytes, error text)."""
-        with self._lock:
+        with self._received:
             return list(self._malformed)
 
     def rejected(self):
         """Everything X-Ray would refuse, as (document or bytes, [errors]): malformed datagrams, documents
         breaking a rule, and subsegments sent on their own whose parent_id names no entity of their trace."""
-        with self._lock:
+        with self._received:
             found = [(data, [error]) for data, error in self._malformed] + list(self._rejected)
             documents = list(self._documents)
         ids = {}
@@ -388,12 +390,12 @@ class XRayListener:
     @property
     def datagram_count(self):
         """Datagrams read, in any mode."""
-        with self._lock:
+        with self._received:
             return self._datagram_count
 
     def reset(self):
         """Forget everything received."""
-        with self._lock:
+        with self._received:
             self._documents.clear()
             self._malformed.clear()
             self._rejected.clear()
@@ -440,7 +442,7 @@ class XRayListener:
                 continue
             except OSError:
                 return
-            with self._lock:
+            with self._received:
                 self._datagram_count += 1
                 if self._mode == "drop":
                     continue
