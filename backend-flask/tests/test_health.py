@@ -52,6 +52,7 @@ def test_no_url_host_port_or_token_in_the_health_check_or_metrics(config, rollba
             rollbar_access_token=ROLLBAR_TOKEN,
             rollbar_endpoint=rollbar_receiver.endpoint,
             xray_daemon_address=f"127.0.0.1:{xray_listener.port}",
+            graceful_timeout=3,  # the flushes at the end give up on the closed port sooner
         )
     )
     client = app.test_client()
@@ -136,7 +137,7 @@ def test_metrics_read_every_process_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_health_check_sums_every_gunicorn_worker(app_server_factory, rollbar_receiver):
+def test_health_check_sums_every_gunicorn_worker(rollbar_receiver, app_server_factory):
     server = app_server_factory(
         {"ROLLBAR_ACCESS_TOKEN": ROLLBAR_TOKEN, "ROLLBAR_ENDPOINT": rollbar_receiver.endpoint}, workers=2
     )

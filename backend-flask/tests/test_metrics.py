@@ -106,7 +106,7 @@ def test_the_dataset_header_travels_with_the_metrics_only(config, otlp_receiver)
     assert "x-honeycomb-dataset" not in by_path["/v1/traces"]
 
 
-def test_two_gunicorn_workers_each_export_their_own_series(app_server_factory, otlp_receiver):
+def test_two_gunicorn_workers_each_export_their_own_series(otlp_receiver, app_server_factory):
     server = app_server_factory(
         {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint, "OTEL_METRIC_EXPORT_INTERVAL": "500"}, workers=2
     )

@@ -54,7 +54,7 @@ def trace_id(n: int) -> str:
     return f"{n:032x}"
 
 
-def test_a_forged_origin_gets_nothing_past_the_relay_but_the_frontends_spans(app_server_factory, otlp_receiver):
+def test_a_forged_origin_gets_nothing_past_the_relay_but_the_frontends_spans(otlp_receiver, app_server_factory):
     server = app_server_factory(relay_env(otlp_receiver))
     rng = random.Random(13)
     minimal = [Span(trace_id=bytes.fromhex(trace_id(8)), span_id=(i + 1).to_bytes(8), kind=1) for i in range(10_000)]
@@ -133,7 +133,7 @@ def test_a_forged_origin_gets_nothing_past_the_relay_but_the_frontends_spans(app
 
 
 @pytest.mark.parametrize("hops", [1, 2])
-def test_clients_behind_trusted_proxies_each_have_their_own_budget(app_server_factory, otlp_receiver, hops):
+def test_clients_behind_trusted_proxies_each_have_their_own_budget(otlp_receiver, app_server_factory, hops):
     server = app_server_factory(relay_env(otlp_receiver, CRUDDUR_TRUSTED_PROXIES=str(hops)))
     body = export_protobuf()
     proxies = [f"10.0.0.{n}" for n in range(1, hops)]  # the hops in front of the last proxy

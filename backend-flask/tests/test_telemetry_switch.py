@@ -105,7 +105,7 @@ def test_on_is_the_default_and_traces(everything_configured, otlp_receiver, xray
 
 
 @pytest.mark.slow
-def test_off_under_gunicorn_runs_one_thread_per_worker(app_server_factory, otlp_receiver, xray_listener):
+def test_off_under_gunicorn_runs_one_thread_per_worker(otlp_receiver, xray_listener, app_server_factory):
     server = app_server_factory(
         {
             "CRUDDUR_TELEMETRY": "off",

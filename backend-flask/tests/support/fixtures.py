@@ -94,7 +94,11 @@ def log_group():
 
 @pytest.fixture
 def app_server_factory(tmp_path):
-    """Start the real app under gunicorn; all servers started here are stopped after the test."""
+    """Start the real app under gunicorn; all servers started here are stopped after the test.
+
+    A test asks for it after the stand-ins its servers send to: fixtures end in reverse order, so the
+    servers stop (and flush) while the stand-ins still answer, not into closed ports for seconds.
+    """
     servers = []
 
     def start(env=None, workers=1, **kwargs):
