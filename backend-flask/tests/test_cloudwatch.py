@@ -29,6 +29,12 @@ ACCESS = "cruddur.access"
 
 
 @pytest.fixture
+def database_url(tmp_path) -> str:
+    """Shipping does not depend on the database: SQLite only (not both databases)."""
+    return f"sqlite:///{tmp_path / 'cruddur.db'}"
+
+
+@pytest.fixture
 def aws_env(monkeypatch, tmp_path):
     """Point boto3's standard resolution at `endpoint` (and nowhere else: no profile, no real config)."""
 
