@@ -37,14 +37,15 @@ setup-postgres:
 run: setup
 	@bin/run
 
-test: setup setup-browser setup-postgres
+test: setup setup-browser setup-postgres setup-bench-peers
 	@bin/test-all
 
-# The backend suite on every core (pytest-xdist, one worker per core; PYTEST_XDIST_AUTO_NUM_WORKERS
-# overrides), each test module whole on one worker; then the tests marked `serial`, which measure
-# time, alone. Both parts always run; the target fails if either did.
-test-backend: setup-backend setup-postgres
-	cd $(BACKEND) && { .venv/bin/pytest -n auto --dist loadscope -m "not serial"; parallel=$$?; \
+# The backend suite on every core (pytest-xdist, two workers per core: most tests wait on servers and
+# sockets, not the CPU), each test module whole on one worker; then the tests marked `serial`, which
+# measure time, alone. Both parts always run; the target fails if either did.
+TEST_WORKERS ?= $(shell echo $$(( 2 * $$(nproc) )))
+test-backend: setup-backend setup-postgres setup-bench-peers
+	cd $(BACKEND) && { .venv/bin/pytest -n $(TEST_WORKERS) --dist loadscope -m "not serial"; parallel=$$?; \
 		.venv/bin/pytest -m serial; serial=$$?; exit $$(( parallel || serial )); }
 
 test-frontend: setup-frontend

@@ -1,6 +1,7 @@
 """`python -m bench --peers --smoke`: each agent runs the app for a few requests and its stand-in decodes what it sent.
 
-Creates .venv-bench from bench/requirements-peers.txt on first use (about 40 s). No timing
+`make test` creates .venv-bench from bench/requirements-peers.txt beforehand (`make setup-bench-peers`,
+about 40 s); run on its own, the bench creates it on first use. No timing
 assertions: only that each agent really instruments (request spans for both endpoints, SQL spans
 where it records them) and delivers one trace per request, and that the peer table is printed.
 """
