@@ -145,3 +145,19 @@ def test_unknown_mode_is_rejected_and_closed_port_refuses():
         FaultyHTTPServer(mode="flaky")
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{closed_port()}/", timeout=2)
+
+
+def test_small_requests_one_after_another_on_one_connection_are_not_held_by_nagle():
+    # Without TCP_NODELAY on the stand-in's side an answer's body waits for the client's delayed ACK
+    # of its headers: 44 ms a request, 100 requests in about 4.4 s (0.8 ms a request with it).
+    with OTLPReceiver() as receiver, requests.Session() as session:
+
+        def export_json():
+            headers = {"Content-Type": "application/json"}
+            return session.post(receiver.traces_url, data=b"{}", headers=headers, timeout=2)
+
+        assert export_json().content == b"{}"  # connected, and the answer has a body
+        started = time.monotonic()
+        for _ in range(100):
+            assert export_json().status_code == 200
+        assert time.monotonic() - started < 2.0
