@@ -3,6 +3,8 @@ PostgreSQL: every test that uses `config`, `app` or `client` runs once on each."
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from cruddur import create_app
@@ -10,6 +12,12 @@ from cruddur.config import Config
 from tests.support.fixtures import seeded_config
 
 pytest_plugins = ["tests.support.fixtures"]
+
+# An app built here and thrown away keeps the SDK's periodic metric export running for the rest of the
+# process (every 60 s by default), to a receiver whose port is closed by then and may belong to
+# another test's server: a traced stray POST /v1/metrics once put a server's counts one off. Tests
+# that check metrics flush them; the servers tests start get their own OTEL_* settings.
+os.environ.setdefault("OTEL_METRIC_EXPORT_INTERVAL", str(24 * 3600 * 1000))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
