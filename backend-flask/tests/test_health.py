@@ -92,7 +92,7 @@ class _BrokenExporter(SpanExporter):
 
 def test_an_exporter_that_raises_is_counted_once_with_its_error_type():
     status = IntegrationStatus("opentelemetry", True, "test")
-    processor = CountingSpanProcessor(CountingExporter(_BrokenExporter(), status), max_queue_size=100)
+    processor = CountingSpanProcessor(CountingExporter(_BrokenExporter(), status), max_queue_size=100, batch_size=128)
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(processor)
     for name in ("a", "b"):

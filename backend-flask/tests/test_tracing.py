@@ -42,6 +42,8 @@ def test_config_honeycomb_shortcut_and_standard_variables():
     assert Config.from_env({}).traces_url == ""
     assert Config.from_env({}).span_queue_size == 8192
     assert Config.from_env({"OTEL_BSP_MAX_QUEUE_SIZE": "100"}).span_queue_size == 100
+    assert Config.from_env({}).span_batch_size == 128
+    assert Config.from_env({"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "512"}).span_batch_size == 512
     with pytest.raises(ValueError):
         Config.from_env({"CRUDDUR_ENV": "staging"})
 
@@ -257,6 +259,18 @@ def test_xray_dynamic_naming_from_aws_xray_url(config, xray_listener):
     names = [s["name"] for s in wait_for(lambda: len(xray_listener.segments()) == 2 and xray_listener.segments())]
     # A host that matches the pattern names the segment; any other falls back to the service name.
     assert names == ["cruddur-4567.example.test", "backend-flask"]
+
+
+def test_each_export_carries_at_most_one_batch_of_128_spans_by_default(config, otlp_receiver):
+    """Not the specification's 512: one export's encoding holds the interpreter while requests wait."""
+    app = create_app(config.replace(otlp_endpoint=otlp_receiver.endpoint))
+    tracer = app.extensions["cruddur.tracer"]
+    for i in range(300):
+        tracer.start_span(f"span {i}").end()
+    assert app.extensions["cruddur.tracer_provider"].force_flush(10_000)
+    app.extensions["cruddur.shutdown"].run()
+    counts = [export["span_count"] for export in otlp_receiver.exports()]
+    assert sum(counts) == 300 and max(counts) == 128
 
 
 def test_span_queue_is_bounded_by_configuration_and_every_span_is_counted(config):

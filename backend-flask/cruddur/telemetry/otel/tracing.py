@@ -35,7 +35,6 @@ from .spans import TRACER
 log = logging.getLogger(__name__)
 # An export attempt (with the exporter's retries) ends within this; it runs on the batch thread.
 EXPORT_TIMEOUT_SECONDS = 10
-DEFAULT_BATCH_SIZE = 512  # the specification's default OTEL_BSP_MAX_EXPORT_BATCH_SIZE
 
 
 def export_timeout(config: Config) -> float:
@@ -87,12 +86,12 @@ class CountingSpanProcessor(SpanProcessor):
     at any time, and `queued == 0` after shutdown.
     """
 
-    def __init__(self, exporter: CountingExporter, max_queue_size: int):
+    def __init__(self, exporter: CountingExporter, max_queue_size: int, batch_size: int):
         self.exporter = exporter
         self.status = exporter.status
         self.max_queue_size = max_queue_size
-        # The SDK reads OTEL_BSP_MAX_EXPORT_BATCH_SIZE (and the delay); a batch is never larger than the queue.
-        batch_size = max_queue_size if max_queue_size < DEFAULT_BATCH_SIZE else None
+        # The SDK reads the delay (OTEL_BSP_SCHEDULE_DELAY); a batch is never larger than the queue.
+        batch_size = min(batch_size, max_queue_size)
         self.batch = BatchSpanProcessor(exporter, max_queue_size=max_queue_size, max_export_batch_size=batch_size)
         self.accepted = 0
         self.closed = False
@@ -192,7 +191,8 @@ def _exporter(config: Config) -> tuple[SpanExporter | None, str]:
 def add_destination(app: Flask, provider: TracerProvider, exporter: SpanExporter, status: IntegrationStatus) -> None:
     """Export recorded spans to one more place, with its own bounded queue, thread, counters and flush."""
     config: Config = app.extensions["cruddur.config"]
-    processor = CountingSpanProcessor(CountingExporter(exporter, status), max_queue_size=config.span_queue_size)
+    counting = CountingExporter(exporter, status)
+    processor = CountingSpanProcessor(counting, config.span_queue_size, config.span_batch_size)
     provider.add_span_processor(ContainedSpanProcessor(processor, Containment(status, log)))
     on_shutdown(app, 10, status.name, processor.shutdown_within)
 
