@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from cruddur import create_app
 from cruddur.config import Config
@@ -129,6 +130,17 @@ def test_log_lines_become_otlp_log_records(otlp_app, aws_endpoint):
     assert "/logs/aws4_request" in aws_endpoint.requests()[-1].headers["authorization"]
     state = client.get("/api/health-check").get_json()["integrations"]["cloudwatch"]
     assert state["enabled"] and state["failed"] == 0 and state["dropped"] == 0
+
+
+def test_log_records_leave_at_most_128_an_export(otlp_app, aws_endpoint):
+    """As for spans: encoding the SDK's default 512 records at once doubled p99."""
+    app = otlp_app(xray_transport="daemon")
+    for i in range(300):
+        logging.getLogger("cruddur.batching").warning("line %d", i)
+    flush_logs(app)
+    exports = [ExportLogsServiceRequest.FromString(r.body) for r in aws_endpoint.requests() if r.path == "/v1/logs"]
+    counts = [sum(len(s.log_records) for rl in e.resource_logs for s in rl.scope_logs) for e in exports]
+    assert sum(counts) >= 300 and max(counts) == 128
 
 
 def test_records_rejected_in_a_partial_success_are_counted_as_dropped(otlp_app, aws_endpoint):

@@ -1,8 +1,7 @@
 """CloudWatch Logs over OTLP (CRUDDUR_CLOUDWATCH_TRANSPORT=otlp), with the OpenTelemetry logs SDK.
 
-Each JSON line becomes a log record (`message` the body, the other fields attributes), sent
-SigV4-signed to `<endpoint>/v1/logs` with `x-aws-log-group` and `x-aws-log-stream`. That endpoint
-writes only to an existing group and stream: `CountingExporter` makes both first.
+Each JSON line becomes a log record (`message` the body, other fields attributes), SigV4-signed to `<endpoint>/v1/logs`
+with `x-aws-log-group` and `x-aws-log-stream`; the endpoint needs both to exist: `CountingExporter` makes them first.
 """
 
 from __future__ import annotations
@@ -43,11 +42,12 @@ def build_handler(app: Flask, endpoint: str, region: str) -> OTLPLogHandler:
     session = signed_session("logs", region)
     headers = {"x-aws-log-group": group, "x-aws-log-stream": stream}
     otlp = OTLPLogExporter(f"{endpoint}/v1/logs", headers=headers, timeout=EXPORT_TIMEOUT_SECONDS, session=session)
-    # The Backlog admits at most max_queue_size records: the processor never drops one uncounted.
+    # The Backlog admits at most max_queue_size records (none dropped uncounted); batches as for spans.
     processor = BatchLogRecordProcessor(
         CountingExporter(otlp, session, backlog, (region, group, stream)),
         schedule_delay_millis=SEND_INTERVAL_SECONDS * 1000,
         max_queue_size=backlog.capacity,
+        max_export_batch_size=min(config.span_batch_size, backlog.capacity),
     )
     provider = LoggerProvider(service_resource(config), shutdown_on_exit=False)  # our shutdown is bounded
     provider.add_log_record_processor(processor)
