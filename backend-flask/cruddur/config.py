@@ -143,8 +143,9 @@ class Config:
     # The SDK's default (2,048) is under a second of spans for a busy worker; 8,192 spans are
     # about 16 MB at most and ride out a slow vendor for a few seconds before dropping.
     span_queue_size: int = 8192
-    # Not the specification's 512: encoding 512 spans holds the interpreter for ~50 ms, and the
-    # requests waiting behind it doubled p99 (docs/performance.md); 128 cost the same CPU.
+    # Spans a batch, and CloudWatch's OTLP log records a batch. Not the specification's 512: encoding
+    # 512 holds the interpreter for ~50 ms, and the requests waiting behind it doubled p99
+    # (docs/performance.md); 128 cost the same CPU.
     span_batch_size: int = 128
     traces_sampler: str = ""  # OTEL_TRACES_SAMPLER: the local decision (telemetry/sampling.py)
     traces_sampler_arg: str = ""
